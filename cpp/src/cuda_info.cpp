@@ -1,0 +1,39 @@
+// Built only with FASTRES_WITH_CUDA. The runtime is linked statically, so these calls
+// fail cleanly (no device / insufficient driver) instead of failing to load.
+#include <cuda_runtime_api.h>
+
+#include <string>
+
+#include "fastres/build_info.hpp"
+
+namespace fastres {
+
+CudaRuntimeInfo cuda_runtime_info() {
+  CudaRuntimeInfo info;
+  info.compiled = true;
+  info.toolkit_version = std::to_string(CUDART_VERSION / 1000) + "." + std::to_string((CUDART_VERSION % 1000) / 10);
+  cudaRuntimeGetVersion(&info.runtime_version);
+  if (cudaDriverGetVersion(&info.driver_version) != cudaSuccess) info.driver_version = 0;
+  int count = 0;
+  cudaError_t err = cudaGetDeviceCount(&count);
+  if (err != cudaSuccess) {
+    info.status = std::string("cudaGetDeviceCount: ") + cudaGetErrorName(err) + " (" + cudaGetErrorString(err) + ")";
+    cudaGetLastError();  // clear the sticky-free error so later calls start clean
+    return info;
+  }
+  for (int i = 0; i < count; ++i) {
+    cudaDeviceProp prop{};
+    if (cudaGetDeviceProperties(&prop, i) != cudaSuccess) continue;
+    CudaDevice d;
+    d.index = i;
+    d.name = prop.name;
+    d.compute_major = prop.major;
+    d.compute_minor = prop.minor;
+    d.total_memory = prop.totalGlobalMem;
+    info.devices.push_back(d);
+  }
+  if (info.devices.empty()) info.status = "no CUDA device found";
+  return info;
+}
+
+}  // namespace fastres

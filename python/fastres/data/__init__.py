@@ -1,0 +1,2 @@
+"""The data layer: ImageNet layout, reference preprocessing, the preprocessed store and the
+embedded synthetic default."""
