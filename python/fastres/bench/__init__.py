@@ -1,0 +1,1 @@
+"""Head-to-head benchmark runs, tables and reports (``python -m fastres.bench``)."""
