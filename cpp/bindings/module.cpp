@@ -8,6 +8,9 @@
 
 namespace py = pybind11;
 
+// cpp/bindings/executor_bindings.cpp: SampleLibrary, engines, ExecutorConfig, Executor.
+void bind_executor(py::module_& m);
+
 namespace {
 
 void register_exception_translation() {
@@ -35,6 +38,7 @@ void register_exception_translation() {
 PYBIND11_MODULE(_core, m) {
   m.doc() = "fastres native core";
   register_exception_translation();
+  bind_executor(m);
 
   m.def("build_info", [] {
     auto b = fastres::build_info();

@@ -5,6 +5,16 @@ from __future__ import annotations
 
 from . import errors
 from ._build_info import build_info
+from ._core import Executor, ExecutorConfig, NullEngine, PythonEngine, SampleLibrary
 from ._version import __version__
 
-__all__ = ["__version__", "build_info", "errors"]
+__all__ = [
+    "Executor",
+    "ExecutorConfig",
+    "NullEngine",
+    "PythonEngine",
+    "SampleLibrary",
+    "__version__",
+    "build_info",
+    "errors",
+]

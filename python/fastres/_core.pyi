@@ -1,5 +1,122 @@
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
 
 def build_info() -> dict[str, Any]: ...
 def cuda_runtime_info() -> dict[str, Any]: ...
 def _raise_for_test(kind: str, msg: str) -> None: ...
+
+_Indices = Sequence[int] | npt.NDArray[np.integer[Any]]
+
+class SampleLibrary:
+    """Performance samples in one aligned block (LoadGen's QSL memory)."""
+
+    def __init__(self, sample_bytes: int) -> None: ...
+    @staticmethod
+    def for_engine(engine: Engine) -> SampleLibrary: ...
+    def load(self, indices: _Indices, store: npt.NDArray[Any]) -> None: ...
+    def unload(self, indices: _Indices | None = None) -> None: ...
+    def read(self, index: int) -> npt.NDArray[np.uint8]: ...
+    def __contains__(self, index: int) -> bool: ...
+    def __len__(self) -> int: ...
+    @property
+    def sample_bytes(self) -> int: ...
+    @property
+    def capacity(self) -> int: ...
+
+class Engine:
+    @property
+    def name(self) -> str: ...
+    @property
+    def input_dtype(self) -> str: ...
+    @property
+    def input_shape(self) -> tuple[int, ...]: ...
+    @property
+    def input_bytes(self) -> int: ...
+    @property
+    def output_bytes(self) -> int: ...
+    @property
+    def max_batch(self) -> int: ...
+    @property
+    def device(self) -> Literal["cpu", "cuda"]: ...
+
+class NullEngine(Engine):
+    def __init__(
+        self,
+        input_dtype: str = "float32",
+        input_shape: Sequence[int] = (3, 224, 224),
+        max_batch: int = 256,
+        answer: Literal["none", "constant", "index"] = "none",
+        constant: int = 0,
+    ) -> None: ...
+    @property
+    def answer(self) -> str: ...
+
+EngineFn = Callable[
+    [npt.NDArray[Any], npt.NDArray[np.int32], npt.NDArray[np.uint64]],
+    npt.ArrayLike | None,
+]
+
+class PythonEngine(Engine):
+    def __init__(self, fn: EngineFn, input_dtype: str, input_shape: Sequence[int], max_batch: int) -> None: ...
+
+class CompletionSink:
+    """A completion sink implemented in C++ (e.g. the LoadGen sink)."""
+
+class ExecutorConfig:
+    batch_size: int
+    copy_streams: int
+    infer_streams: int
+    complete_threads: int
+    batch_timeout_us: int
+    deque_limit: int
+    def __init__(
+        self,
+        *,
+        batch_size: int = 1,
+        copy_streams: int = 4,
+        infer_streams: int = 1,
+        complete_threads: int = 1,
+        batch_timeout_us: int = 10000,
+        deque_limit: int = 0,
+    ) -> None: ...
+    def validate(self, engine: Engine) -> None: ...
+
+class ExecutorStats:
+    submitted: int
+    completed: int
+    batches: int
+    failed_batches: int
+    sink_errors: int
+    bound_batches: int
+    queue_depth: int
+    max_queue_depth: int
+    mean_batch_size: float
+    gather_ns: int
+    engine_ns: int
+    complete_ns: int
+    def as_dict(self) -> dict[str, int | float]: ...
+
+OnComplete = Callable[[npt.NDArray[np.uint64], npt.NDArray[np.int32], str | None], object]
+
+class Executor:
+    def __init__(
+        self,
+        engine: Engine,
+        samples: SampleLibrary,
+        config: ExecutorConfig,
+        on_complete: OnComplete | CompletionSink,
+    ) -> None: ...
+    def submit(self, ids: _Indices, indices: _Indices) -> None: ...
+    def flush(self) -> None: ...
+    def stop(self) -> None: ...
+    def hold_until(self, n: int) -> None: ...
+    def stats(self) -> ExecutorStats: ...
+    @property
+    def last_error(self) -> str | None: ...
+    @property
+    def config(self) -> ExecutorConfig: ...
+    def __enter__(self) -> Executor: ...
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> Literal[False]: ...
