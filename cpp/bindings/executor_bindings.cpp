@@ -23,6 +23,10 @@
 namespace py = pybind11;
 using namespace pybind11::literals;
 
+// loadgen_sink.cpp
+void query_samples_to_arrays(const py::list& samples, std::vector<std::uint64_t>& ids,
+                             std::vector<std::uint64_t>& indices);
+
 namespace fastres::python {
 namespace {
 
@@ -174,6 +178,14 @@ class PyExecutor {
     }
     py::gil_scoped_release release;
     executor_->submit(ids.data(), indices.data(), static_cast<std::size_t>(ids.size()));
+  }
+
+  // ConstructSUT's issue callback: a list of mlperf_loadgen.QuerySample, read in C++.
+  void submit_query_samples(const py::list& samples) {
+    std::vector<std::uint64_t> ids, indices;
+    query_samples_to_arrays(samples, ids, indices);
+    py::gil_scoped_release release;
+    executor_->submit(ids, indices);
   }
 
   void flush() {
@@ -360,6 +372,9 @@ on_complete may also be a C++ CompletionSink.)doc")
       .def("submit", &PyExecutor::submit, "ids"_a, "indices"_a, R"doc(
 Queue samples: ids (LoadGen response ids) and QSL indices, sequences or NumPy integer arrays of
 equal length. Thread-safe; releases the GIL; never waits for inference.)doc")
+      .def("submit_query_samples", &PyExecutor::submit_query_samples, "samples"_a, R"doc(
+Queue a list of mlperf_loadgen.QuerySample (what ConstructSUT's issue callback receives), read
+in C++. Thread-safe; releases the GIL for the enqueue.)doc")
       .def("flush", &PyExecutor::flush, R"doc(
 Issue what is queued now (partial batches too) and wait until everything submitted before the
 call is completed. Raises EngineError if batches failed since the last flush/stop.)doc")

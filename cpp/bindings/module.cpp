@@ -10,6 +10,7 @@ namespace py = pybind11;
 
 // cpp/bindings/executor_bindings.cpp: SampleLibrary, engines, ExecutorConfig, Executor.
 void bind_executor(py::module_& m);
+void bind_loadgen_sink(py::module_& m);
 
 namespace {
 
@@ -39,6 +40,7 @@ PYBIND11_MODULE(_core, m) {
   m.doc() = "fastres native core";
   register_exception_translation();
   bind_executor(m);
+  bind_loadgen_sink(m);
 
   m.def("build_info", [] {
     auto b = fastres::build_info();

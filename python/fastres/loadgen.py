@@ -73,6 +73,8 @@ __all__ = [
     "performance_sample_count",
     "make_settings",
     "make_sut",
+    "make_fast_sut",
+    "FastSUTHandle",
     "make_qsl",
     "prepare_output_dir",
     "run_test",
@@ -426,6 +428,13 @@ class SUTHandle(_Handle):
     _destroy = staticmethod(lg.DestroySUT)
 
 
+class FastSUTHandle(_Handle):
+    """A LoadGen SUT made by :func:`make_fast_sut` (``ConstructFastSUT``)."""
+
+    kind = "fast SUT"
+    _destroy = staticmethod(lg.DestroyFastSUT)
+
+
 class QSLHandle(_Handle):
     """A LoadGen QSL made by :func:`make_qsl`."""
 
@@ -448,6 +457,14 @@ def make_sut(issue_queries: Callable[[list[Any]], None],
         raise InvalidArgument("issue_queries must be callable")
     flush = flush_queries if flush_queries is not None else _no_flush
     return SUTHandle(lg.ConstructSUT(issue_queries, flush), (issue_queries, flush))
+
+
+def make_fast_sut(issue_fast: Callable[[list[int], list[int]], None],
+                  flush_queries: Callable[[], None] | None = None) -> FastSUTHandle:
+    """``lg.ConstructFastSUT``: LoadGen calls ``issue_fast(ids, indices)`` with two lists of
+    ints instead of a list of QuerySample objects. Use it as a context manager."""
+    flush = flush_queries if flush_queries is not None else _no_flush
+    return FastSUTHandle(lg.ConstructFastSUT(issue_fast, flush), (issue_fast, flush))
 
 
 def _no_flush() -> None:

@@ -21,7 +21,7 @@ from ..errors import FastresError, InvalidArgument
 from . import report
 
 #: SUTs in the order they run and appear in tables; the first is the baseline.
-SUTS = ("reference",)
+SUTS = ("reference", "native")
 DEFAULT_CACHE = Path(os.environ.get("FASTRES_CACHE", Path.home() / ".cache" / "fastres"))
 
 
@@ -82,6 +82,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="use only the first COUNT images of the dataset, as the reference's --count")
     p.add_argument("--target-qps", type=_positive_float,
                    help="Server target QPS and Offline expected QPS")
+    g = p.add_argument_group("native SUT (the executor; NVIDIA's knob names)")
+    g.add_argument("--engine", default="onnxruntime", choices=("onnxruntime", "null"),
+                   help="the native SUT's engine (null: no model, measures the harness; "
+                        "its accuracy is meaningless)")
+    g.add_argument("--batch-size", type=_positive_int, default=None,
+                   help="largest batch the executor forms (default 32)")
+    g.add_argument("--copy-streams", type=_positive_int, default=None,
+                   help="stream slots, i.e. batches in flight (default 2)")
+    g.add_argument("--infer-streams", type=_positive_int, default=None)
+    g.add_argument("--complete-threads", type=_positive_int, default=None)
+    g.add_argument("--batch-timeout-us", type=int, default=None,
+                   help="how long the batcher waits to fill a batch (deque_timeout_usec; default 2000)")
+    g.add_argument("--deque-limit", type=int, default=None,
+                   help="most samples one batcher take removes from the queue (0: all)")
+    g.add_argument("--issue", default="fast", choices=("fast", "objects"),
+                   help="LoadGen SUT kind for the native SUT: ConstructFastSUT or ConstructSUT")
     p.add_argument("--input-name", default="input_tensor:0", help="the model's image input")
     p.add_argument("--output-name", default="ArgMax:0", help="the model's top-1 output")
     p.add_argument("--data-format", default="NCHW", choices=("NCHW", "NHWC"),
@@ -139,6 +155,19 @@ def _validate(args: argparse.Namespace) -> dict[str, Any]:
                                   "MLPerf's val_map.txt in --dataset-path")
     elif args.val_map is not None:
         raise InvalidArgument("--val-map needs --dataset-path (the folder its paths are relative to)")
+    if "native" in plan["suts"]:
+        from ..sut.native import make_config
+
+        for knob in ("batch_timeout_us", "deque_limit"):
+            if getattr(args, knob) is not None and getattr(args, knob) < 0:
+                raise InvalidArgument(f"--{knob.replace('_', '-')} must be >= 0, got {getattr(args, knob)}")
+        from .. import _core
+        from ..sut.native import check_buffers
+
+        for scenario in plan["scenarios"]:
+            config = make_config(scenario, **_native_knobs(args))
+            config.validate(_core.NullEngine(max_batch=int(config.batch_size)))
+            check_buffers(config, 3 * 224 * 224 * 4)
     if args.model is not None:
         from ..model import check_model
         check_model(args.model, args.input_name, args.output_name, args.data_format)
@@ -227,7 +256,14 @@ def _run_one(sut_name: str, args: argparse.Namespace, model: Path, store: Any, s
     kw = _settings_kwargs(args)
     kw.update(overrides)
     settings = flg.make_settings(scenario, mode, **kw)
-    if sut_name == "reference":
+    if sut_name == "native":
+        from ..sut.native import NativeSUT
+
+        engine, config = _native_engine(args, model, store, scenario)
+        with NativeSUT(engine, store, scenario=scenario, config=config, issue=args.issue) as sut:
+            result = flg.run_test(sut.sut, sut.qsl, settings, out_dir)
+            sut_errors = sut.errors
+    elif sut_name == "reference":
         from ..sut.reference import ReferenceSUT
 
         with ReferenceSUT(model, store, scenario=scenario, threads=args.threads,
@@ -239,8 +275,9 @@ def _run_one(sut_name: str, args: argparse.Namespace, model: Path, store: Any, s
         raise InvalidArgument(f"unknown SUT {sut_name!r}")
     acc = None
     if mode == "accuracy":
+        # The reference answers float32 (as MLPerf's reference), the native SUT int32.
         acc = flg.accuracy_from_log(out_dir / "mlperf_log_accuracy.json", store.labels,
-                                    dtype="float32")
+                                    dtype="int32" if sut_name == "native" else "float32")
     return {
         "sut": sut_name, "scenario": scenario, "mode": mode,
         "metric": result.metric, "value": result.value,
@@ -255,6 +292,30 @@ def _run_one(sut_name: str, args: argparse.Namespace, model: Path, store: Any, s
         "settings": {k: v for k, v in overrides.items()},
         "wall_s": round(result.wall_s, 3), "log_dir": str(out_dir),
     }
+
+
+_ENGINES: dict[tuple, tuple[Any, Any]] = {}
+
+
+def _native_knobs(args: argparse.Namespace) -> dict[str, Any]:
+    return {"batch_size": args.batch_size, "copy_streams": args.copy_streams,
+            "infer_streams": args.infer_streams, "complete_threads": args.complete_threads,
+            "batch_timeout_us": args.batch_timeout_us, "deque_limit": args.deque_limit}
+
+
+def _native_engine(args: argparse.Namespace, model: Path, store: Any,
+                   scenario: str) -> tuple[Any, Any]:
+    """The native engine and config for a scenario, built once per invocation and setting
+    (ONNX Runtime sessions take seconds to create) and shared by the runs."""
+    from ..sut.native import make_config, make_engine
+
+    config = make_config(scenario, **_native_knobs(args))
+    key = (args.engine, str(model), repr(config))
+    if key not in _ENGINES:
+        engine = make_engine(args.engine, store, config, model=model,
+                             input_name=args.input_name, output_name=args.output_name)
+        _ENGINES[key] = (engine, config)
+    return _ENGINES[key]
 
 
 class _QuickSizer:
@@ -346,6 +407,8 @@ def _main(args: argparse.Namespace) -> int:
             "synthetic_default": inputs["synthetic"], "images": len(dataset),
             "threads": args.threads or os.cpu_count(), "max_batchsize": args.max_batchsize,
             "time_s": args.time, "target_qps": args.target_qps,
+            "native_engine": args.engine, "native_issue": args.issue,
+            "native_knobs": {k: v for k, v in _native_knobs(args).items() if v is not None},
             "user_conf": str(args.user_conf) if args.user_conf else None,
         },
         "environment": _environment(),

@@ -146,6 +146,23 @@ class _OnnxBackend:
         return self.sess.run(self.outputs, {self.input_name: img})
 
 
+class NullBackend:
+    """A backend that runs no model: it answers ArgMax 1 (label 0) for every sample at once.
+    With it the reference SUT measures what the reference harness itself costs (the queue of
+    Python threads, stacking, post-processing, one response object per sample)."""
+
+    def __init__(self, input_shape: Sequence[Any] = (None, 3, 224, 224)) -> None:
+        self.path = Path("<null>")
+        self.input_name = DEFAULT_INPUT
+        self.output_name = DEFAULT_OUTPUT
+        self.input_shape = list(input_shape)
+        self.outputs = [DEFAULT_OUTPUT]
+        self.providers: list[str] = []
+
+    def predict(self, img: np.ndarray) -> list[np.ndarray]:
+        return [np.ones(len(img), dtype=np.int64)]
+
+
 # --------------------------------------------------------------------------------------------
 # dataset (dataset.py / imagenet.py, samples from the preprocessed store)
 
@@ -398,7 +415,8 @@ class ReferenceSUT:
                  scenario: str, threads: int | None = None, max_batchsize: int = 32,
                  data_format: str = "NCHW", providers: Sequence[str] | None = None,
                  input_name: str = DEFAULT_INPUT, output_name: str = DEFAULT_OUTPUT,
-                 performance_sample_count: int | None = None) -> None:
+                 performance_sample_count: int | None = None,
+                 backend: Any = None) -> None:
         self.scenario = flg.parse_scenario(scenario)
         if threads is None:
             threads = os.cpu_count() or 1
@@ -420,7 +438,10 @@ class ReferenceSUT:
         self.data_format = fmt
         self.store = store
 
-        self.backend = _OnnxBackend(model_path, input_name, output_name, providers)
+        # backend: an object with the _OnnxBackend interface (e.g. NullBackend); model_path is
+        # then ignored.
+        self.backend = backend if backend is not None else \
+            _OnnxBackend(model_path, input_name, output_name, providers)
         _check_layout(self.backend, tuple(np.shape(store.sample(0))), fmt)
         self.ds = _InMemoryDataset(store, fmt)
         self._warmup()

@@ -1,0 +1,235 @@
+"""The native SUT: fastres's C++ executor (the design of NVIDIA's LWIS harness) as a LoadGen
+SUT and QSL, for all four scenarios.
+
+LoadGen → ``IssueQuery`` only enqueues into the executor (the GIL released) → batcher thread →
+stream slots run the engine → completion threads report each batch with ONE
+``QuerySamplesComplete`` call from C++ (``fastres._core.LoadGenSink``), taking the GIL once per
+batch. Responses are int32 labels (ArgMax − 1), 4 bytes a sample, in executor-owned memory
+valid until that call returns.
+
+Issue path: ``ConstructFastSUT`` (LoadGen hands two lists of ints) by default, or
+``ConstructSUT`` (a list of QuerySample objects, read in C++). ``bench/harness_overhead.py``
+measures both; the fast one is the default because it measured faster (see bench/RESULTS.md).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import _core
+from .. import loadgen as flg
+from ..errors import InvalidArgument
+
+ENGINES = ("onnxruntime", "null")
+ISSUE_MODES = ("fast", "objects")
+
+#: Defaults for a CPU: two slots (one per core) running batches of up to 32 within 2 ms.
+DEFAULT_KNOBS: dict[str, int] = {"batch_size": 32, "copy_streams": 2, "infer_streams": 1,
+                                 "complete_threads": 1, "batch_timeout_us": 2000, "deque_limit": 0}
+
+#: Per-scenario defaults, as NVIDIA's harness configures each scenario separately. The
+#: latency-bound scenarios run one batch at a time on one slot whose engine gets every core
+#: (a SingleStream sample or a MultiStream query of 8 must not wait for a batch to fill);
+#: the throughput scenarios run one slot per core.
+SCENARIO_KNOBS: dict[str, dict[str, int]] = {
+    "SingleStream": {"batch_size": 1, "copy_streams": 1, "batch_timeout_us": 0},
+    "MultiStream": {"batch_size": 8, "copy_streams": 1, "batch_timeout_us": 0},
+    "Server": {"batch_size": 8, "copy_streams": 2, "batch_timeout_us": 2000},
+    "Offline": {"batch_size": 32, "copy_streams": 2, "batch_timeout_us": 2000},
+}
+
+
+def make_config(scenario: str | None = None, **knobs: Any) -> Any:
+    """An ``ExecutorConfig``: :data:`DEFAULT_KNOBS`, then the scenario's defaults
+    (:data:`SCENARIO_KNOBS`), then ``knobs`` (NVIDIA's names; None means the default). An
+    unknown knob is refused with the list of known ones."""
+    unknown = sorted(set(knobs) - set(DEFAULT_KNOBS))
+    if unknown:
+        raise InvalidArgument(f"unknown executor knob(s) {', '.join(unknown)}; known: "
+                              f"{', '.join(DEFAULT_KNOBS)}")
+    scenario_knobs = SCENARIO_KNOBS[flg.parse_scenario(scenario)] if scenario else {}
+    values = {**DEFAULT_KNOBS, **scenario_knobs, **{k: v for k, v in knobs.items() if v is not None}}
+    for name, value in values.items():
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
+            raise InvalidArgument(f"executor knob {name}={value!r}: expected an integer")
+    return _core.ExecutorConfig(**{k: int(v) for k, v in values.items()})
+
+
+def check_buffers(config: Any, sample_bytes: int) -> None:
+    """Refuse a configuration whose stream-slot input buffers (batch_size × copy_streams ×
+    sample bytes) would not fit in half of this machine's memory, before allocating them."""
+    need = int(config.batch_size) * int(config.copy_streams) * int(sample_bytes)
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - not POSIX
+        return
+    if need > total // 2:
+        raise InvalidArgument(
+            f"batch_size={config.batch_size} x copy_streams={config.copy_streams} x "
+            f"{sample_bytes} bytes a sample needs {need / 2**30:,.1f} GiB of slot buffers, more "
+            f"than half of this machine's {total / 2**30:,.1f} GiB; lower --batch-size or "
+            "--copy-streams")
+
+
+def make_engine(name: str, store: Any, config: Any, *, model: str | os.PathLike[str] | None = None,
+                input_name: str = "input_tensor:0", output_name: str = "ArgMax:0") -> Any:
+    """A C++ engine for the native executor, sized for ``store``'s samples.
+
+    ``onnxruntime``: the ONNX Runtime engine (one session per stream slot); ``null``: no work,
+    measures the harness."""
+    dtype = str(np.dtype(store.data.dtype))
+    shape = tuple(int(d) for d in store.data.shape[1:])
+    if name == "null":
+        return _core.NullEngine(input_dtype=dtype, input_shape=shape, max_batch=config.batch_size,
+                                answer="constant", constant=0)
+    if name == "onnxruntime":
+        from ..engines.onnxruntime import OnnxRuntimeEngine
+
+        if model is None:
+            raise InvalidArgument("the onnxruntime engine needs a model: pass model=...")
+        if dtype != "float32":
+            raise InvalidArgument(f"the onnxruntime engine takes fp32 samples; the store holds "
+                                  f"{store.format}")
+        fn = OnnxRuntimeEngine(model, slots=int(config.copy_streams), input_name=input_name,
+                               output_name=output_name)
+        fn.warm_up()
+        return _core.PythonEngine(fn, dtype, shape, int(config.batch_size))
+    raise InvalidArgument(f"unknown engine {name!r}; choose one of {', '.join(ENGINES)}")
+
+
+class NativeSUT:
+    """The executor as a LoadGen SUT and QSL over a preprocessed store.
+
+    Build it in the thread that runs the test; ``close()`` (or leaving a ``with`` block)
+    drains and stops the executor and destroys the LoadGen handles, after the test returned.
+    ``errors`` counts samples answered without a result (engine failures, refused submits): a
+    run with errors is not a result.
+    """
+
+    def __init__(self, engine: Any, store: Any, *, scenario: str, config: Any = None,
+                 issue: str = "fast", performance_sample_count: int | None = None) -> None:
+        self.scenario = flg.parse_scenario(scenario)
+        if issue not in ISSUE_MODES:
+            raise InvalidArgument(f"issue={issue!r}: choose one of {', '.join(ISSUE_MODES)}")
+        self.config = config if config is not None else make_config(self.scenario)
+        self.engine = engine
+        self.store = store
+        sample_bytes = int(np.prod(store.data.shape[1:])) * store.data.dtype.itemsize
+        if engine.input_bytes != sample_bytes:
+            raise InvalidArgument(
+                f"engine {engine.name} takes {engine.input_bytes} bytes a sample "
+                f"({engine.input_dtype} {engine.input_shape}) but the store's samples "
+                f"({store.format}) have {sample_bytes}; preprocess into the engine's format")
+        if performance_sample_count is None:
+            performance_sample_count = flg.performance_sample_count(len(store))
+        check_buffers(self.config, sample_bytes)
+        self.library = _core.SampleLibrary.for_engine(engine)
+        self.sink = _core.LoadGenSink()
+        self.executor = _core.Executor(engine, self.library, self.config, self.sink)
+        self._issue_errors = 0
+        self._flush_error: str | None = None
+        self._lock = threading.Lock()
+        self._sut: Any = None
+        self._qsl: Any = None
+        try:
+            if issue == "fast":
+                self._sut = flg.make_fast_sut(self._issue_fast, self._flush)
+            else:
+                self._sut = flg.make_sut(self._issue_objects, self._flush)
+            self._qsl = flg.make_qsl(len(store), performance_sample_count, self._load, self._unload)
+        except BaseException:
+            self.close()
+            raise
+
+    # ---- LoadGen callbacks: never raise into LoadGen (it would abort the process)
+    def _load(self, indices: list[int]) -> None:
+        self.library.load(indices, self.store.data)
+
+    def _unload(self, indices: list[int]) -> None:
+        self.library.unload(indices)
+
+    def _issue_fast(self, ids: list[int], indices: list[int]) -> None:
+        try:
+            self.executor.submit(ids, indices)
+        except Exception:  # noqa: BLE001 - every sample must still be answered
+            self._answer_empty(ids)
+
+    def _issue_objects(self, samples: list[Any]) -> None:
+        try:
+            self.executor.submit_query_samples(samples)
+        except Exception:  # noqa: BLE001
+            self._answer_empty([s.id for s in samples])
+
+    def _answer_empty(self, ids: list[int]) -> None:
+        import mlperf_loadgen as lg
+
+        with self._lock:
+            self._issue_errors += len(ids)
+        lg.QuerySamplesComplete([lg.QuerySampleResponse(i, 0, 0) for i in ids])
+
+    def _flush(self) -> None:
+        try:
+            self.executor.flush()
+        except Exception as exc:  # noqa: BLE001 - reported through .errors
+            self._flush_error = str(exc)
+
+    # ---- public
+    @property
+    def sut(self) -> int:
+        if self._sut is None:
+            raise InvalidArgument("the native SUT is closed")
+        return self._sut.handle
+
+    @property
+    def qsl(self) -> int:
+        if self._qsl is None:
+            raise InvalidArgument("the native SUT is closed")
+        return self._qsl.handle
+
+    @property
+    def errors(self) -> int:
+        return self._issue_errors + int(self.sink.failed_samples)
+
+    @property
+    def last_error(self) -> str | None:
+        return self.executor.last_error or self._flush_error
+
+    def stats(self) -> dict[str, Any]:
+        return self.executor.stats().as_dict()
+
+    def close(self) -> None:
+        executor = getattr(self, "executor", None)
+        if executor is not None:
+            try:
+                executor.stop()
+            except Exception as exc:  # noqa: BLE001 - already counted in .errors
+                self._flush_error = self._flush_error or str(exc)
+        for handle in (self._sut, self._qsl):
+            if handle is not None:
+                handle.close()
+        self._sut = self._qsl = None
+
+    def __enter__(self) -> NativeSUT:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def run_native(engine: Any, store: Any, scenario: str, mode: str, output_dir: str | os.PathLike[str],
+               *, config: Any = None, issue: str = "fast", **settings_kwargs: Any) -> flg.RunResult:
+    """One LoadGen test of the native SUT; in accuracy mode the result carries top-1 read from
+    LoadGen's accuracy log (int32 responses)."""
+    settings = flg.make_settings(scenario, mode, **settings_kwargs)
+    with NativeSUT(engine, store, scenario=scenario, config=config, issue=issue) as sut:
+        result = flg.run_test(sut.sut, sut.qsl, settings, output_dir)
+        result.sut_errors = sut.errors
+    if result.mode == "accuracy":
+        result.accuracy = flg.accuracy_from_log(Path(output_dir) / "mlperf_log_accuracy.json",
+                                                store.labels, dtype="int32")
+    return result
