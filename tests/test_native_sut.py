@@ -109,3 +109,33 @@ def test_scenario_defaults():
     assert make_config("SingleStream").batch_size == 1
     assert make_config("MultiStream").batch_size == 8
     assert make_config("Offline", batch_size=16).batch_size == 16
+
+
+def test_onnxruntime_engine_builds_one_session_per_slot(tmp_path):
+    """The slot threads are C++ threads with a Python thread state only during each call; the
+    engine must still keep one session per slot, not build one per batch."""
+    from fastres.data.synthetic import make_default
+    from fastres.data.imagenet import ImagenetDataset
+    from fastres.data.store import build_store
+    from fastres.engines.onnxruntime import OnnxRuntimeEngine
+
+    d = make_default(tmp_path / "syn", variant="tiny", n_images=32, quiet=True)
+    store = build_store(ImagenetDataset(d.dataset_dir), "fp32", tmp_path / "cache", quiet=True, workers=1)
+    fn = OnnxRuntimeEngine(d.model_path, slots=2)
+    fn.warm_up()
+    assert fn.sessions_built == 2
+    engine = fastres.PythonEngine(fn, "float32", (3, 224, 224), 4)
+    library = fastres.SampleLibrary.for_engine(engine)
+    library.load(np.arange(32), store.data)
+    answers = {}
+
+    def on_complete(ids, labels, error):
+        assert error is None
+        answers.update(zip(ids.tolist(), labels.tolist()))
+
+    with fastres.Executor(engine, library, make_config("Offline", batch_size=4, copy_streams=2),
+                          on_complete) as ex:
+        ex.submit(np.arange(32), np.arange(32))
+        ex.flush()
+    assert fn.sessions_built == 2
+    assert [answers[i] for i in range(32)] == store.labels.tolist()

@@ -1,7 +1,10 @@
 """The ONNX Runtime engine for the native executor (CPU).
 
 One ``InferenceSession`` per stream slot. The executor calls an engine from exactly one worker
-thread per slot, so a session per calling thread is a session per slot. Each session's
+thread per slot, so a session per calling thread is a session per slot. Sessions are keyed by
+the OS thread id, not ``threading.local``: the slot threads are C++ threads that hold a Python
+thread state only for the duration of each call, so thread-local data would vanish after
+every batch (and a new session would be built for each one). Each session's
 intra-op threads are set so that ``slots × threads`` does not exceed the cores: two slots
 fighting over the same cores are slower than one slot with all of them.
 
@@ -57,9 +60,10 @@ class OnnxRuntimeEngine:
         self.output_name = output_name
         self.offset = offset
         self.max_batch = max_batch
-        self._local = threading.local()
+        self._by_thread: dict[int, Any] = {}
         self._lock = threading.Lock()
         self._sessions: list[Any] = []
+        self._spare: list[Any] = []  # built by warm_up, not yet claimed by a slot thread
 
     # the engine IO the executor needs
     input_dtype = "float32"
@@ -77,18 +81,36 @@ class OnnxRuntimeEngine:
                                     providers=["CPUExecutionProvider"])
 
     def _session(self) -> Any:
-        sess = getattr(self._local, "session", None)
+        tid = threading.get_ident()
+        sess = self._by_thread.get(tid)
         if sess is None:
-            sess = self._new_session()
-            self._local.session = sess
             with self._lock:
-                self._sessions.append(sess)
+                sess = self._spare.pop() if self._spare else None
+            if sess is None:
+                sess = self._new_session()
+                with self._lock:
+                    self._sessions.append(sess)
+            self._by_thread[tid] = sess
         return sess
 
+    @property
+    def sessions_built(self) -> int:
+        """How many sessions exist: one per slot once warm, never one per batch."""
+        with self._lock:
+            return len(self._sessions)
+
     def warm_up(self) -> None:
-        """Build one session now and run it once, so model errors surface before a test."""
-        sess = self._session()
-        sess.run([self.output_name], {self.input_name: np.zeros((1, *self.input_shape), np.float32)})
+        """Build one session per slot now and run each once, so that model errors surface
+        before a test and no slot builds its session (a second or more) inside the timed run."""
+        probe = np.zeros((1, *self.input_shape), np.float32)
+        with self._lock:
+            missing = self.slots - len(self._sessions)
+        for _ in range(missing):
+            sess = self._new_session()
+            sess.run([self.output_name], {self.input_name: probe})
+            with self._lock:
+                self._sessions.append(sess)
+                self._spare.append(sess)
 
     def __call__(self, inputs: np.ndarray, labels: np.ndarray, indices: np.ndarray) -> None:
         try:

@@ -40,7 +40,9 @@ SCENARIO_KNOBS: dict[str, dict[str, int]] = {
     "SingleStream": {"batch_size": 1, "copy_streams": 1, "batch_timeout_us": 0},
     "MultiStream": {"batch_size": 8, "copy_streams": 1, "batch_timeout_us": 0},
     "Server": {"batch_size": 8, "copy_streams": 2, "batch_timeout_us": 2000},
-    "Offline": {"batch_size": 32, "copy_streams": 2, "batch_timeout_us": 2000},
+    # Batch 8 runs a CPU ResNet50 as fast per image as 32 (measured: 25 vs 22-24 images/s on 2
+    # cores) and leaves a shorter tail when the last batches finish unevenly.
+    "Offline": {"batch_size": 8, "copy_streams": 2, "batch_timeout_us": 2000},
 }
 
 
