@@ -344,8 +344,10 @@ class _QuickSizer:
             min_queries = flg.QUICK_DEFAULTS["Server"]["min_query_count"]
             overrides["target_qps"] = round(target, 2)
             if self.args.time is None:
-                overrides["max_duration_ms"] = max(flg.QUICK_MAX_DURATION_MS,
-                                                   int(1500 * min_queries / target))
+                # Room for the minimum query count, but a quick run stays under a minute: a
+                # SUT too slow for that is INVALID ("Min queries satisfied: NO"), as it should.
+                overrides["max_duration_ms"] = min(60_000, max(flg.QUICK_MAX_DURATION_MS,
+                                                               int(1500 * min_queries / target)))
         r = _run_one(sut_name, self.args, self.model, self.store, scenario, mode, run_dir,
                      **overrides)
         if (self.enabled() and scenario == "Offline" and mode == "performance"

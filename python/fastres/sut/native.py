@@ -39,7 +39,10 @@ DEFAULT_KNOBS: dict[str, int] = {"batch_size": 32, "copy_streams": 2, "infer_str
 SCENARIO_KNOBS: dict[str, dict[str, int]] = {
     "SingleStream": {"batch_size": 1, "copy_streams": 1, "batch_timeout_us": 0},
     "MultiStream": {"batch_size": 8, "copy_streams": 1, "batch_timeout_us": 0},
-    "Server": {"batch_size": 8, "copy_streams": 2, "batch_timeout_us": 2000},
+    # On a CPU a batch costs its size in time (no GPU-style batching gain), so Server answers
+    # each query at once: measured on the tiny synthetic model at 421 QPS, p99 11.7 ms at batch
+    # 1 against 16.6-37.5 ms at batch 2-8 with 0.5-1 ms timeouts.
+    "Server": {"batch_size": 1, "copy_streams": 2, "batch_timeout_us": 0},
     # Batch 8 runs a CPU ResNet50 as fast per image as 32 (measured: 25 vs 22-24 images/s on 2
     # cores) and leaves a shorter tail when the last batches finish unevenly.
     "Offline": {"batch_size": 8, "copy_streams": 2, "batch_timeout_us": 2000},
