@@ -83,17 +83,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target-qps", type=_positive_float,
                    help="Server target QPS and Offline expected QPS")
     g = p.add_argument_group("native SUT (the executor; NVIDIA's knob names)")
-    g.add_argument("--engine", default="onnxruntime", choices=("onnxruntime", "null"),
-                   help="the native SUT's engine (null: no model, measures the harness; "
-                        "its accuracy is meaningless)")
+    from ..sut.native import DEFAULT_ENGINE, ENGINES
+
+    g.add_argument("--engine", default=DEFAULT_ENGINE, choices=ENGINES,
+                   help=f"the native SUT's engine (default {DEFAULT_ENGINE}; null: no model, "
+                        "measures the harness, its accuracy is meaningless)")
     g.add_argument("--batch-size", type=_positive_int, default=None,
-                   help="largest batch the executor forms (default 32)")
+                   help="largest batch the executor forms (default: per scenario)")
     g.add_argument("--copy-streams", type=_positive_int, default=None,
-                   help="stream slots, i.e. batches in flight (default 2)")
+                   help="stream slots, i.e. batches in flight (default: per scenario)")
     g.add_argument("--infer-streams", type=_positive_int, default=None)
     g.add_argument("--complete-threads", type=_positive_int, default=None)
     g.add_argument("--batch-timeout-us", type=int, default=None,
-                   help="how long the batcher waits to fill a batch (deque_timeout_usec; default 2000)")
+                   help="how long the batcher waits to fill a batch (deque_timeout_usec; "
+                        "default: per scenario)")
     g.add_argument("--deque-limit", type=int, default=None,
                    help="most samples one batcher take removes from the queue (0: all)")
     g.add_argument("--issue", default="fast", choices=("fast", "objects"),

@@ -26,6 +26,8 @@ from .. import loadgen as flg
 from ..errors import InvalidArgument
 
 ENGINES = ("onnxruntime", "null")
+#: The engine ``python -m fastres.bench`` gives the native SUT unless told otherwise.
+DEFAULT_ENGINE = "onnxruntime"
 ISSUE_MODES = ("fast", "objects")
 
 #: Defaults for a CPU: two slots (one per core) running batches of up to 32 within 2 ms.
