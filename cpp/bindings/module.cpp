@@ -11,6 +11,8 @@ namespace py = pybind11;
 // cpp/bindings/executor_bindings.cpp: SampleLibrary, engines, ExecutorConfig, Executor.
 void bind_executor(py::module_& m);
 void bind_loadgen_sink(py::module_& m);
+// cpp/bindings/kernel_bindings.cpp: the submodule kernels (host twins and CUDA kernels).
+void bind_kernels(py::module_& m);
 
 namespace {
 
@@ -41,6 +43,7 @@ PYBIND11_MODULE(_core, m) {
   register_exception_translation();
   bind_executor(m);
   bind_loadgen_sink(m);
+  bind_kernels(m);
 
   m.def("build_info", [] {
     auto b = fastres::build_info();

@@ -1,3 +1,4 @@
+import types
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
@@ -120,3 +121,56 @@ class Executor:
     def config(self) -> ExecutorConfig: ...
     def __enter__(self) -> Executor: ...
     def __exit__(self, exc_type: object, exc: object, tb: object) -> Literal[False]: ...
+
+_Device = int | str | None
+
+class _KernelsModule(types.ModuleType):
+    """fastres._core.kernels: the CUDA kernels and their host twins (kernels/). Host twin by
+    default; device='cuda' / 'cuda:N' / N runs the kernel (Unavailable without CUDA or a device)."""
+
+    def gather(
+        self, library: npt.NDArray[Any], slots: _Indices, *, device: _Device = None, out: npt.NDArray[Any] | None = None
+    ) -> npt.NDArray[Any]: ...
+    def quantize_int8_linear(
+        self, x: npt.NDArray[np.float32], *, device: _Device = None, out: npt.NDArray[np.int8] | None = None
+    ) -> npt.NDArray[np.int8]: ...
+    def quantize_int8_chw4(
+        self,
+        x: npt.NDArray[np.float32] | npt.NDArray[np.int8],
+        *,
+        device: _Device = None,
+        out: npt.NDArray[np.int8] | None = None,
+    ) -> npt.NDArray[np.int8]: ...
+    def top1(
+        self,
+        logits: npt.NDArray[np.float32],
+        offset: int = 0,
+        *,
+        device: _Device = None,
+        out: npt.NDArray[np.int32] | None = None,
+    ) -> npt.NDArray[np.int32]: ...
+    def hwc_to_nchw(
+        self,
+        images: npt.NDArray[np.uint8],
+        dtype: Literal["float32", "int8"] = "float32",
+        means: Sequence[float] = (123.68, 116.78, 103.94),
+        *,
+        device: _Device = None,
+        out: npt.NDArray[Any] | None = None,
+    ) -> npt.NDArray[Any]: ...
+    # Raw device pointers and a cudaStream_t handle; enqueue and return (benchmarks).
+    def _gather_ptr(
+        self, batch: int, library: int, sample_bytes: int, slots: int, count: int, stream: int = 0
+    ) -> None: ...
+    def _quantize_int8_linear_ptr(self, dst: int, src: int, count: int, stream: int = 0) -> None: ...
+    def _quantize_int8_chw4_ptr(self, dst: int, src: int, n: int, c: int, h: int, w: int, stream: int = 0) -> None: ...
+    def _top1_ptr(self, labels: int, logits: int, rows: int, classes: int, offset: int = 0, stream: int = 0) -> None: ...
+    def _hwc_to_nchw_ptr(
+        self, dst: int, src: int, n: int, h: int, w: int, dtype: Literal["float32", "int8"] = "float32", stream: int = 0
+    ) -> None: ...
+    def _pinned_host_probe(self, bytes: int = 1048576) -> dict[str, Any]: ...
+    def _graph_replay_probe(
+        self, x: npt.NDArray[np.float32], replays: int = 3, *, device: _Device = None
+    ) -> tuple[npt.NDArray[np.int8], float]: ...
+
+kernels: _KernelsModule
