@@ -399,6 +399,94 @@ def test_preprocess_fn_errors_are_wrapped_with_the_file(ds, cache):
                     preprocess_fn=wrong_shape)
 
 
+# --------------------------------------------------------------------------- skip_bad
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_skip_bad_leaves_bad_images_out_and_lists_them(ds, cache, workers, capsys):
+    ds.path(1).write_bytes(b"\xff\xd8\xff\xe0" + bytes(range(256)) * 8)
+    ds.path(4).write_bytes(b"")
+    good = [0, 2, 3, 5]
+    want = np.stack([preprocess_image(ds.path(i), "fp32") for i in good])
+    store = build_store(ds, "fp32", cache, workers=workers, skip_bad=True)
+    assert len(store) == 4 and store.files == [ds.files[i] for i in good]
+    np.testing.assert_array_equal(store.labels, ds.labels[good])
+    np.testing.assert_array_equal(store.data, want)
+    assert [(s["index"], s["file"]) for s in store.skipped_bad] == [
+        (1, "ILSVRC2012_val_00000002.JPEG"), (4, "ILSVRC2012_val_00000005.JPEG")]
+    assert "not a decodable image" in store.skipped_bad[0]["reason"]
+    err = capsys.readouterr().err
+    assert "skipped 2 bad image(s) of 6 (first: " in err and "preprocessed 4 images" in err
+    assert not (store.path / "data.compact.partial.npy").exists()
+    # reused with skip_bad; without it, the same error a fresh build gives
+    assert build_store(ds, "fp32", cache, workers=1, quiet=True, skip_bad=True).reused
+    with pytest.raises(DataError, match=r"val_00000002\.JPEG: not a decodable image.*built with "
+                                        r"skip_bad and leaves out 2 image"):
+        build_store(ds, "fp32", cache, workers=1, quiet=True)
+    # an int8 store is not derived from an fp32 store with holes, and skips the same images
+    int8 = build_store(ds, "int8_linear", cache, workers=1, quiet=True, skip_bad=True)
+    assert int8.index["derived_from"] is None and len(int8) == 4
+    # a repaired image changes the key: rebuilt, nothing skipped any more
+    write_jpeg(ds.path(1), np.full((240, 250, 3), 90, np.uint8))
+    ds.path(4).write_bytes(ds.path(0).read_bytes())
+    again = build_store(ds, "fp32", cache, workers=1, quiet=True)
+    assert not again.reused and len(again) == 6 and again.skipped_bad == []
+
+
+def test_skip_bad_with_every_image_bad(ds, cache):
+    for i in range(len(ds)):
+        ds.path(i).write_bytes(b"")
+    with pytest.raises(DataError, match="none of the 6 images could be preprocessed"):
+        build_store(ds, "fp32", cache, workers=1, quiet=True, skip_bad=True)
+    assert not (store_path(ds, "fp32", cache) / DATA_NAME).exists()
+
+
+class BatchedLike:
+    """A batched producer (the DALI hook's shape): fills a batch, reports bad images."""
+
+    batch_size = 4
+
+    def __init__(self, bad_names=()):
+        self.calls = []
+        self.bad_names = set(bad_names)
+
+    def __call__(self, paths, fmt, out):
+        self.calls.append(len(paths))
+        bad = []
+        for j, p in enumerate(paths):
+            if Path(p).name in self.bad_names:
+                bad.append((j, f"{p}: fake decoder refused it"))
+            else:
+                out[j] = preprocess_image(p, fmt) + (1 if fmt == "fp32" else 0)
+        return bad
+
+
+def test_batched_producer_fills_the_store_in_batches(ds, cache):
+    fn = BatchedLike()
+    store = build_store(ds, "fp32", cache, quiet=True, producer="batched-x",
+                        preprocess_batch_fn=fn, producer_info={"version": 1})
+    assert fn.calls == [4, 2] and store.producer == "batched-x"
+    assert store.path.name.startswith("fp32-batched-x-")
+    np.testing.assert_array_equal(store.data, expected(ds, "fp32") + 1)
+    assert store.index["producer_info"] == {"version": 1} and store.index["workers"] == 1
+    assert build_store(ds, "fp32", cache, quiet=True, producer="batched-x",
+                       preprocess_batch_fn=fn, producer_info={"version": 1}).reused
+    # another producer_info (a new DALI) rebuilds the same folder
+    again = build_store(ds, "fp32", cache, producer="batched-x", preprocess_batch_fn=fn,
+                        producer_info={"version": 2})
+    assert not again.reused and again.path == store.path
+
+
+def test_batched_producer_bad_images(ds, cache):
+    fn = BatchedLike({"ILSVRC2012_val_00000006.JPEG", "ILSVRC2012_val_00000003.JPEG"})
+    with pytest.raises(DataError, match=r"val_00000003\.JPEG: fake decoder refused it; replace "
+                                        r"the file.*skip_bad=True"):
+        build_store(ds, "fp32", cache, quiet=True, producer="batched-x", preprocess_batch_fn=fn)
+    store = build_store(ds, "fp32", cache, quiet=True, producer="batched-x",
+                        preprocess_batch_fn=fn, skip_bad=True)
+    assert [s["index"] for s in store.skipped_bad] == [2, 5] and len(store) == 4
+    np.testing.assert_array_equal(store.data, expected(ds, "fp32")[[0, 1, 3, 4]] + 1)
+
+
 # --------------------------------------------------------------------------- arguments
 
 def test_argument_errors(ds, cache):
@@ -410,6 +498,12 @@ def test_argument_errors(ds, cache):
         build_store(ds, "fp32", cache, producer="dali")
     with pytest.raises(InvalidArgument, match="producer 'a/b' must be a short name"):
         build_store(ds, "fp32", cache, producer="a/b", preprocess_fn=dali_like)
+    with pytest.raises(InvalidArgument, match="not both"):
+        build_store(ds, "fp32", cache, producer="x", preprocess_fn=dali_like,
+                    preprocess_batch_fn=BatchedLike())
+    with pytest.raises(InvalidArgument, match="producer_info must be JSON-able"):
+        build_store(ds, "fp32", cache, producer="x", preprocess_batch_fn=BatchedLike(),
+                    producer_info={"x": object()})
     with pytest.raises(InvalidArgument, match="workers must be a positive integer, got 0"):
         build_store(ds, "fp32", cache, workers=0)
     with pytest.raises(InvalidArgument, match="cannot be sent to worker processes.*workers=1"):

@@ -8,12 +8,14 @@ result. A store is a folder ``<cache_dir>/store/<fmt>-<producer>-<id16>/`` holdi
 - ``data.npy``: ONE contiguous ``[N, *sample_shape]`` array (not one file per image: the QSL
   loads samples with one gather, and 50,000 small files cost more to open than to read);
 - ``index.json``: sample order, labels, the source files with their sizes and mtimes, the
-  format, producer, preprocessing version and the cache key.
+  format, producer, preprocessing version and the cache key; with ``skip_bad`` also the images
+  that could not be preprocessed and were left out (``skipped_bad``).
 
 The folder name hashes what the store is *of* (resolved dataset root, image list, format,
-producer); the cache key additionally covers labels, each image's size and mtime and
-``PREPROCESS_VERSION``, i.e. whether its contents are still *right*. A changed image therefore
-rebuilds the same folder instead of leaving a stale 30 GB copy beside a new one.
+producer); the cache key additionally covers labels, each image's size and mtime,
+``PREPROCESS_VERSION`` and the producer's own ``producer_info`` (e.g. the DALI version), i.e.
+whether its contents are still *right*. A changed image therefore rebuilds the same folder
+instead of leaving a stale 30 GB copy beside a new one.
 
 Crash safety: a build first deletes ``index.json``, writes ``data.partial.npy``, flushes it,
 renames it to ``data.npy`` and only then writes ``index.json`` (temp file + rename). A folder
@@ -50,12 +52,22 @@ STORE_SCHEMA = 1
 INDEX_NAME = "index.json"
 DATA_NAME = "data.npy"
 _PARTIAL_NAME = "data.partial.npy"
+_COMPACT_NAME = "data.compact.partial.npy"
 _LOCK_NAME = ".lock"
-_PRODUCER_RE = re.compile(r"[A-Za-z0-9_.]+")
+_PRODUCER_RE = re.compile(r"[A-Za-z0-9_.-]+")
 
 #: ``preprocess_fn(path, fmt) -> ndarray`` of ``format_spec(fmt)``; it runs in worker
 #: processes, so it must be picklable (a module-level function) unless ``workers=1``.
+#: A bad image raises :class:`DataError` naming the file.
 PreprocessFn = Callable[[str, str], np.ndarray]
+
+#: ``preprocess_batch_fn(paths, fmt, out) -> bad``: a batched producer (DALI) that brings its
+#: own threads, so it runs in the calling process, one batch at a time. It fills ``out[j]``
+#: (``format_spec(fmt)``) for each ``paths[j]`` and returns ``[(j, message)]`` for the images
+#: it could not preprocess (their rows are then left out or the build fails, as ``skip_bad``
+#: says; the message names the file). Its ``batch_size`` attribute, if any, sets the batch.
+PreprocessBatchFn = Callable[[list[str], str, np.ndarray], list[tuple[int, str]]]
+_DEFAULT_BATCH = 64
 
 
 class PreprocessedStore:
@@ -77,6 +89,9 @@ class PreprocessedStore:
         self.data: np.memmap = data
         self.dtype: np.dtype = data.dtype
         self.sample_shape: tuple[int, ...] = tuple(data.shape[1:])
+        #: Images of the dataset left out because they could not be preprocessed (built with
+        #: ``skip_bad=True``): ``{"index", "file", "reason"}`` each, index into the dataset.
+        self.skipped_bad: list[dict[str, Any]] = list(index.get("skipped_bad") or [])
         self.reused = True
 
     def __len__(self) -> int:
@@ -117,21 +132,27 @@ class _Plan:
     """What a store for (images, format, producer) must contain, and its key and folder name."""
 
     def __init__(self, root: str, files: list[str], labels: list[int], sizes: list[int],
-                 mtimes_ns: list[int], fmt: str, producer: str) -> None:
+                 mtimes_ns: list[int], fmt: str, producer: str,
+                 producer_info: dict[str, Any] | None = None) -> None:
         self.root, self.files, self.labels = root, files, labels
         self.sizes, self.mtimes_ns = sizes, mtimes_ns
         self.fmt, self.producer = fmt, producer
+        self.producer_info = producer_info
         self.dtype, self.sample_shape = format_spec(fmt)
-        self.key = _digest({
+        keyed: dict[str, Any] = {
             "schema": STORE_SCHEMA, "root": root, "files": files, "labels": labels,
             "sizes": sizes, "mtimes_ns": mtimes_ns, "format": fmt,
             "preprocess_version": PREPROCESS_VERSION, "producer": producer,
-        })
+        }
+        if producer_info is not None:  # absent for the reference: its keys stay as they were
+            keyed["producer_info"] = producer_info
+        self.key = _digest(keyed)
         ident = _digest({"root": root, "files": files, "format": fmt, "producer": producer})
         self.name = f"{fmt}-{producer}-{ident[:16]}"
 
     @classmethod
-    def of(cls, dataset: ImagenetDataset, fmt: str, producer: str) -> _Plan:
+    def of(cls, dataset: ImagenetDataset, fmt: str, producer: str,
+           producer_info: dict[str, Any] | None = None) -> _Plan:
         """Stat every image once; size and mtime stand in for the contents in the key."""
         root = str(Path(dataset.root).resolve())
         files = [rel for rel, _ in dataset.items]
@@ -146,41 +167,60 @@ class _Plan:
                                 f"opened") from None
             sizes.append(st.st_size)
             mtimes.append(st.st_mtime_ns)
-        return cls(root, files, [int(x) for x in dataset.labels], sizes, mtimes, fmt, producer)
+        return cls(root, files, [int(x) for x in dataset.labels], sizes, mtimes, fmt, producer,
+                   producer_info)
 
     def with_format(self, fmt: str) -> _Plan:
         return _Plan(self.root, self.files, self.labels, self.sizes, self.mtimes_ns, fmt,
-                     self.producer)
+                     self.producer, self.producer_info)
 
-    def index(self, **extra: Any) -> dict[str, Any]:
-        return {
+    def index(self, skipped: dict[int, str] | None = None, **extra: Any) -> dict[str, Any]:
+        """The index of a store of this plan's images less ``skipped`` (index → reason)."""
+        skipped = skipped or {}
+        keep = [i for i in range(len(self.files)) if i not in skipped]
+        index: dict[str, Any] = {
             "schema": STORE_SCHEMA, "key": self.key, "format": self.fmt,
             "producer": self.producer, "preprocess_version": PREPROCESS_VERSION,
             "dtype": self.dtype.name, "sample_shape": list(self.sample_shape),
-            "count": len(self.files), "root": self.root, "data_file": DATA_NAME,
-            "files": self.files, "labels": self.labels, "sizes": self.sizes,
-            "mtimes_ns": self.mtimes_ns, **extra,
+            "count": len(keep), "root": self.root, "data_file": DATA_NAME,
+            "files": [self.files[i] for i in keep], "labels": [self.labels[i] for i in keep],
+            "sizes": [self.sizes[i] for i in keep],
+            "mtimes_ns": [self.mtimes_ns[i] for i in keep],
         }
+        if self.producer_info is not None:
+            index["producer_info"] = self.producer_info
+        if skipped:
+            index["skipped_bad"] = [{"index": i, "file": self.files[i], "reason": skipped[i]}
+                                    for i in sorted(skipped)]
+        return {**index, **extra}
 
     def explain_mismatch(self, index: dict[str, Any]) -> str:
         """Why a store's index does not match this plan, in words a user can act on."""
         if index.get("preprocess_version") != PREPROCESS_VERSION:
             return (f"preprocessing changed (version {index.get('preprocess_version')} → "
                     f"{PREPROCESS_VERSION})")
-        if index.get("root") != self.root or index.get("files") != self.files:
+        if index.get("producer_info") != self.producer_info:
+            return (f"the {self.producer} preprocessing changed ({index.get('producer_info')} → "
+                    f"{self.producer_info})")
+        skipped = {s.get("index") for s in index.get("skipped_bad") or []}
+        keep = [i for i in range(len(self.files)) if i not in skipped]
+        if index.get("root") != self.root or index.get("files") != [self.files[i] for i in keep]:
             return "the dataset or its image list changed"
-        if index.get("labels") != self.labels:
-            first = next(i for i, (a, b) in enumerate(zip(index["labels"], self.labels)) if a != b)
-            return (f"labels in val_map.txt changed (first {self.files[first]}: "
-                    f"{index['labels'][first]} → {self.labels[first]})")
+        labels = [self.labels[i] for i in keep]
+        if index.get("labels") != labels:
+            first = next(j for j, (a, b) in enumerate(zip(index["labels"], labels)) if a != b)
+            return (f"labels in val_map.txt changed (first {self.files[keep[first]]}: "
+                    f"{index['labels'][first]} → {labels[first]})")
         old = list(zip(index.get("sizes", []), index.get("mtimes_ns", [])))
-        new = list(zip(self.sizes, self.mtimes_ns))
-        changed = [i for i, (a, b) in enumerate(zip(old, new)) if tuple(a) != b]
+        new = [(self.sizes[i], self.mtimes_ns[i]) for i in keep]
+        changed = [j for j, (a, b) in enumerate(zip(old, new)) if tuple(a) != b]
         if changed:
-            i = changed[0]
-            return (f"{len(changed)} image(s) changed since it was built, first {self.files[i]} "
-                    f"(size {old[i][0]} → {new[i][0]} bytes, mtime changed: "
-                    f"{old[i][1] != new[i][1]})")
+            j = changed[0]
+            return (f"{len(changed)} image(s) changed since it was built, first "
+                    f"{self.files[keep[j]]} (size {old[j][0]} → {new[j][0]} bytes, mtime "
+                    f"changed: {old[j][1] != new[j][1]})")
+        if skipped:
+            return "an image it left out as bad may have changed"
         return "cache key mismatch"
 
 
@@ -293,16 +333,26 @@ def _worker_init() -> None:
 
 
 def _preprocess_into(out: np.ndarray, root: str, rels: list[str], fmt: str,
-                     preprocess_fn: PreprocessFn | None) -> None:
-    """Preprocess ``rels`` into ``out[0:len(rels)]``, naming the image in any failure."""
+                     preprocess_fn: PreprocessFn | None,
+                     skip_bad: bool = False) -> list[tuple[int, str]]:
+    """Preprocess ``rels`` into ``out[0:len(rels)]``, naming the image in any failure.
+
+    With ``skip_bad`` an image whose preprocessing raises :class:`DataError` (not decodable,
+    empty) is returned as ``(j, message)`` with its row zeroed instead of failing the build.
+    """
     fn = preprocess_fn if preprocess_fn is not None else preprocess_image
     dtype, shape = format_spec(fmt)
+    bad: list[tuple[int, str]] = []
     for j, rel in enumerate(rels):
         path = os.path.join(root, rel)
         try:
             arr = fn(path, fmt)
-        except DataError:
-            raise
+        except DataError as exc:
+            if not skip_bad:
+                raise
+            bad.append((j, str(exc)))
+            out[j] = 0
+            continue
         except Exception as exc:  # noqa: BLE001 - any failure must name the image
             raise DataError(f"{path}: preprocessing failed: {type(exc).__name__}: {exc}; "
                             "replace the file or remove it from val_map.txt") from None
@@ -312,10 +362,12 @@ def _preprocess_into(out: np.ndarray, root: str, rels: list[str], fmt: str,
                 f"{list(getattr(arr, 'shape', []))}, expected {dtype}{list(shape)} for format "
                 f"{fmt!r}")
         out[j] = arr
+    return bad
 
 
 def _worker_chunk(partial: str, start: int, stop: int, root: str, rels: list[str], fmt: str,
-                  preprocess_fn: PreprocessFn | None) -> int:
+                  preprocess_fn: PreprocessFn | None,
+                  skip_bad: bool = False) -> list[tuple[int, str]]:
     """Runs in a worker: writes its chunk straight into the shared array file.
 
     Returning the arrays instead would push every sample (600 KB in fp32) through a pipe and
@@ -325,10 +377,10 @@ def _worker_chunk(partial: str, start: int, stop: int, root: str, rels: list[str
     """
     data = np.load(partial, mmap_mode="r+", allow_pickle=False)
     try:
-        _preprocess_into(data[start:stop], root, rels, fmt, preprocess_fn)
+        bad = _preprocess_into(data[start:stop], root, rels, fmt, preprocess_fn, skip_bad)
     finally:
         del data
-    return stop - start
+    return [(start + j, msg) for j, msg in bad]
 
 
 def _chunks(n: int, workers: int) -> list[tuple[int, int]]:
@@ -346,16 +398,21 @@ def _mp_context() -> multiprocessing.context.BaseContext:
 
 
 def _fill_parallel(out: np.memmap, partial: Path, plan: _Plan, workers: int,
-                   preprocess_fn: PreprocessFn | None, progress: Progress) -> None:
+                   preprocess_fn: PreprocessFn | None, progress: Progress,
+                   skip_bad: bool = False) -> dict[int, str]:
+    """Fill ``out`` from per-image preprocessing; returns the skipped images (index → why)."""
     chunks = _chunks(len(plan.files), workers)
+    skipped: dict[int, str] = {}
     if workers == 1 or len(chunks) == 1:
         for s, e in chunks:
-            _preprocess_into(out[s:e], plan.root, plan.files[s:e], plan.fmt, preprocess_fn)
+            bad = _preprocess_into(out[s:e], plan.root, plan.files[s:e], plan.fmt,
+                                   preprocess_fn, skip_bad)
+            skipped.update((s + j, msg) for j, msg in bad)
             progress.update(e - s)
-        return
+        return skipped
     workers = min(workers, len(chunks))
     todo = iter(chunks)
-    pending: dict[Future[int], tuple[int, int]] = {}
+    pending: dict[Future[list[tuple[int, str]]], tuple[int, int]] = {}
     pool = ProcessPoolExecutor(workers, mp_context=_mp_context(), initializer=_worker_init)
     try:
         def submit_next() -> None:
@@ -363,7 +420,8 @@ def _fill_parallel(out: np.memmap, partial: Path, plan: _Plan, workers: int,
             if chunk is not None:
                 s, e = chunk
                 pending[pool.submit(_worker_chunk, str(partial), s, e, plan.root,
-                                    plan.files[s:e], plan.fmt, preprocess_fn)] = chunk
+                                    plan.files[s:e], plan.fmt, preprocess_fn,
+                                    skip_bad)] = chunk
 
         # A bounded window rather than submitting everything: the first failure stops the
         # build after at most 2*workers more chunks instead of after the whole dataset.
@@ -374,7 +432,7 @@ def _fill_parallel(out: np.memmap, partial: Path, plan: _Plan, workers: int,
             for fut in done:
                 s, e = pending.pop(fut)
                 try:
-                    fut.result()
+                    skipped.update(fut.result())
                 except BrokenProcessPool as exc:
                     raise FastresError(
                         f"a preprocessing worker died ({exc}). Workers import the main "
@@ -387,6 +445,44 @@ def _fill_parallel(out: np.memmap, partial: Path, plan: _Plan, workers: int,
         for fut in pending:
             fut.cancel()
         pool.shutdown(wait=True, cancel_futures=True)
+    return skipped
+
+
+def _fill_batched(out: np.memmap, plan: _Plan, batch_fn: PreprocessBatchFn,
+                  progress: Progress, skip_bad: bool) -> dict[int, str]:
+    """Fill ``out`` batch by batch from a batched producer; returns the skipped images."""
+    n = len(plan.files)
+    size = getattr(batch_fn, "batch_size", None) or _DEFAULT_BATCH
+    skipped: dict[int, str] = {}
+    for s in range(0, n, size):
+        e = min(s + size, n)
+        paths = [os.path.join(plan.root, rel) for rel in plan.files[s:e]]
+        bad = batch_fn(paths, plan.fmt, out[s:e])
+        for j, msg in bad:
+            if not 0 <= j < e - s:
+                raise InvalidArgument(f"preprocess_batch_fn reported bad image {j} for a batch "
+                                      f"of {e - s}")
+            if not skip_bad:
+                more = f" ({len(bad) - 1} more bad in the same batch)" if len(bad) > 1 else ""
+                raise DataError(f"{msg}{more}; replace the file or remove it from val_map.txt, "
+                                f"or pass skip_bad=True (--skip-bad) to skip bad images")
+            skipped[s + j] = msg
+        progress.update(e - s)
+    return skipped
+
+
+def _compact(out: np.memmap, folder: Path, plan: _Plan, skipped: dict[int, str]) -> Path:
+    """Write the rows of ``out`` not in ``skipped`` to a new array file; returns its path."""
+    keep = [i for i in range(len(plan.files)) if i not in skipped]
+    path = folder / _COMPACT_NAME
+    dst = np.lib.format.open_memmap(path, mode="w+", dtype=plan.dtype,
+                                    shape=(len(keep), *plan.sample_shape))
+    step = 256
+    for s in range(0, len(keep), step):
+        dst[s:s + step] = out[keep[s:s + step]]
+    dst.flush()
+    del dst
+    return path
 
 
 def _fill_derived(out: np.ndarray, source: PreprocessedStore, fmt: str,
@@ -446,41 +542,62 @@ def _write_index(folder: Path, index: dict[str, Any]) -> None:
 
 
 def _build(folder: Path, plan: _Plan, *, workers: int, quiet: bool,
-           preprocess_fn: PreprocessFn | None, derive_from: PreprocessedStore | None) -> float:
+           preprocess_fn: PreprocessFn | None, derive_from: PreprocessedStore | None,
+           preprocess_batch_fn: PreprocessBatchFn | None = None,
+           skip_bad: bool = False) -> tuple[float, dict[int, str]]:
     # Invalidate first: from here until the new index lands, the folder must not look valid.
-    for name in (INDEX_NAME, DATA_NAME, _PARTIAL_NAME):
+    for name in (INDEX_NAME, DATA_NAME, _PARTIAL_NAME, _COMPACT_NAME):
         with contextlib.suppress(FileNotFoundError):
             (folder / name).unlink()
     partial = folder / _PARTIAL_NAME
+    skipped: dict[int, str] = {}
     n = len(plan.files)
     start = time.perf_counter()
     out = np.lib.format.open_memmap(partial, mode="w+", dtype=plan.dtype,
                                     shape=(n, *plan.sample_shape))
     try:
         _reserve(partial, out.offset + out.nbytes)
-        how = (f"from {derive_from.path.name}" if derive_from is not None
-               else f"{workers} worker{'s' if workers != 1 else ''}")
+        if derive_from is not None:
+            how = f"from {derive_from.path.name}"
+        elif preprocess_batch_fn is not None:
+            how = "batched"
+        else:
+            how = f"{workers} worker{'s' if workers != 1 else ''}"
         with Progress(n, f"preprocessing {plan.fmt} ({plan.producer}, {how})", quiet=quiet,
                       unit="img") as progress:
             if derive_from is not None:
                 _fill_derived(out, derive_from, plan.fmt, progress)
+            elif preprocess_batch_fn is not None:
+                skipped = _fill_batched(out, plan, preprocess_batch_fn, progress, skip_bad)
             else:
-                _fill_parallel(out, partial, plan, workers, preprocess_fn, progress)
+                skipped = _fill_parallel(out, partial, plan, workers, preprocess_fn, progress,
+                                         skip_bad)
+        if len(skipped) == n:
+            first = skipped[min(skipped)]
+            raise DataError(f"none of the {n} images could be preprocessed (first: {first})")
         out.flush()
-        del out
+        if skipped:
+            compacted = _compact(out, folder, plan, skipped)
+            del out
+            os.replace(compacted, partial)
+        else:
+            del out
         _fsync(partial)
         os.replace(partial, folder / DATA_NAME)
     except BaseException:
         with contextlib.suppress(NameError):
             del out
-        with contextlib.suppress(FileNotFoundError):
-            partial.unlink()
+        for name in (_PARTIAL_NAME, _COMPACT_NAME):
+            with contextlib.suppress(FileNotFoundError):
+                (folder / name).unlink()
         raise
     seconds = time.perf_counter() - start
     _write_index(folder, plan.index(
+        skipped,
         derived_from=derive_from.path.name if derive_from is not None else None,
-        build_seconds=round(seconds, 3), workers=workers, created=time.time()))
-    return seconds
+        build_seconds=round(seconds, 3),
+        workers=1 if preprocess_batch_fn is not None else workers, created=time.time()))
+    return seconds, skipped
 
 
 @contextlib.contextmanager
@@ -502,7 +619,7 @@ def _locked(folder: Path) -> Iterator[None]:
 def _check_producer(producer: str) -> None:
     if not isinstance(producer, str) or not _PRODUCER_RE.fullmatch(producer):
         raise InvalidArgument(f"producer {producer!r} must be a short name of letters, digits, "
-                              f"'_' or '.' (e.g. 'reference', 'dali')")
+                              f"'_', '.' or '-' (e.g. 'reference', 'dali-cpu')")
 
 
 def _default_workers() -> int:
@@ -515,7 +632,10 @@ def _default_workers() -> int:
 
 def build_store(dataset: ImagenetDataset, fmt: str, cache_dir: str | os.PathLike[str], *,
                 workers: int | None = None, quiet: bool = False, producer: str = "reference",
-                preprocess_fn: PreprocessFn | None = None) -> PreprocessedStore:
+                preprocess_fn: PreprocessFn | None = None,
+                preprocess_batch_fn: PreprocessBatchFn | None = None,
+                producer_info: dict[str, Any] | None = None,
+                skip_bad: bool = False) -> PreprocessedStore:
     """Return the store of ``dataset`` in ``fmt``, preprocessing only if no valid one is cached.
 
     A stale or damaged store in the cache is rebuilt, saying why on stderr unless ``quiet``.
@@ -524,19 +644,37 @@ def build_store(dataset: ImagenetDataset, fmt: str, cache_dir: str | os.PathLike
     nor the workers hold more than a chunk in RAM.
     With ``producer="reference"`` an ``int8_*`` store is converted from the cached ``fp32``
     store of the same images when one exists, which gives identical bytes without decoding.
-    Other producers (``"dali"``) pass their ``preprocess_fn(path, fmt)``; it must be picklable
-    when ``workers > 1``.
+
+    Other producers pass either ``preprocess_fn(path, fmt)`` (per image, in the worker
+    processes; picklable when ``workers > 1``) or ``preprocess_batch_fn(paths, fmt, out)``
+    (batched, in this process, e.g. DALI, which brings its own threads; ``workers`` is then
+    unused), and may pass ``producer_info``: JSON-able facts about the producer (its version,
+    its settings) that the cache key covers, so a change rebuilds the store.
+
+    A bad image (not decodable, empty) fails the build with a :class:`DataError` naming the
+    file. With ``skip_bad=True`` it is left out instead: the store holds the other images in
+    order, and ``store.skipped_bad`` lists what was left out and why. A store built that way
+    with images left out is reused only with ``skip_bad=True``; without it, the first skipped
+    image is the same error as a fresh build would give.
     """
     _check_producer(producer)
     format_spec(fmt)  # an unknown format fails before any work
     if preprocess_fn is preprocess_image:
         preprocess_fn = None
-    if producer == "reference" and preprocess_fn is not None:
+    custom = preprocess_fn is not None or preprocess_batch_fn is not None
+    if preprocess_fn is not None and preprocess_batch_fn is not None:
+        raise InvalidArgument("pass preprocess_fn or preprocess_batch_fn, not both")
+    if producer == "reference" and custom:
         raise InvalidArgument("a custom preprocess_fn needs its own producer name (e.g. "
                               "producer='dali'), or it would be cached as the reference's output")
-    if producer != "reference" and preprocess_fn is None:
-        raise InvalidArgument(f"producer {producer!r} needs its preprocess_fn; only "
-                              f"'reference' has a built-in one")
+    if producer != "reference" and not custom:
+        raise InvalidArgument(f"producer {producer!r} needs its preprocess_fn (or "
+                              f"preprocess_batch_fn); only 'reference' has a built-in one")
+    if producer_info is not None:
+        try:
+            json.dumps(producer_info, sort_keys=True)
+        except (TypeError, ValueError) as exc:
+            raise InvalidArgument(f"producer_info must be JSON-able: {exc}") from None
     if workers is None:
         workers = _default_workers()
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
@@ -549,7 +687,7 @@ def build_store(dataset: ImagenetDataset, fmt: str, cache_dir: str | os.PathLike
                                   f"processes ({exc}); make it a module-level function or pass "
                                   f"workers=1") from None
 
-    plan = _Plan.of(dataset, fmt, producer)
+    plan = _Plan.of(dataset, fmt, producer, producer_info)
     root = Path(cache_dir).expanduser() / "store"
     folder = root / plan.name
     try:
@@ -560,6 +698,11 @@ def build_store(dataset: ImagenetDataset, fmt: str, cache_dir: str | os.PathLike
     with _locked(folder):
         store, why = _try_reuse(folder, plan)
         if store is not None:
+            if store.skipped_bad and not skip_bad:
+                first = store.skipped_bad[0]
+                raise DataError(f"{first['reason']} (the cached store {folder} was built "
+                                f"with skip_bad and leaves out {len(store.skipped_bad)} "
+                                f"image(s))")
             return store
         if why is not None and not quiet:
             print(f"fastres: {why}; rebuilding it", file=sys.stderr)
@@ -568,12 +711,19 @@ def build_store(dataset: ImagenetDataset, fmt: str, cache_dir: str | os.PathLike
         if fmt != "fp32" and producer == "reference":
             fp32_plan = plan.with_format("fp32")
             derive_from, _ = _try_reuse(root / fp32_plan.name, fp32_plan)
+            if derive_from is not None and derive_from.skipped_bad:
+                derive_from = None  # its rows no longer line up with the dataset's
 
-        seconds = _build(folder, plan, workers=workers, quiet=quiet,
-                         preprocess_fn=preprocess_fn, derive_from=derive_from)
+        seconds, skipped = _build(folder, plan, workers=workers, quiet=quiet,
+                                  preprocess_fn=preprocess_fn, derive_from=derive_from,
+                                  preprocess_batch_fn=preprocess_batch_fn, skip_bad=skip_bad)
         store = open_store(folder)
     store.reused = False
     if not quiet:
+        if skipped:
+            first = skipped[min(skipped)]
+            print(f"fastres: skipped {len(skipped)} bad image(s) of {len(plan.files)} "
+                  f"(first: {first})", file=sys.stderr)
         print(f"fastres: preprocessed {len(store)} images into {folder} in {seconds:.1f}s "
               f"({len(store) / max(seconds, 1e-9):,.0f} images/s)", file=sys.stderr)
     return store
