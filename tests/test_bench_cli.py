@@ -12,6 +12,8 @@ import onnx
 import pytest
 
 from fastres.bench import cli
+from fastres.bench.sweep import grid, parse_sweep, pick_best, setting_label
+from fastres.errors import InvalidArgument
 from fastres.data.synthetic import make_default
 
 
@@ -82,6 +84,17 @@ def test_count_limits_the_dataset(tiny, tmp_path):
         (["--count", "100000"], "--count"),
         (["--batch-timeout-us", "-1"], "--batch-timeout-us"),
         (["--batch-size", "100000"], "batch_size"),
+        (["--sweep", "gpu_batch_size=1,2"], "unknown executor knob 'gpu_batch_size'; known: batch_size"),
+        (["--sweep", "batch_size=0,8"], "batch_size must be >= 1"),
+        (["--sweep", "batch_size"], "expected KNOB=V1,V2"),
+        (["--sweep", "batch_size=1,x"], "'x' is not an integer"),
+        (["--sweep", "batch_size=1", "batch_size=2"], "given twice"),
+        (["--sweep", "batch_size=1,8", "--batch-size", "4"], "give it one way"),
+        (["--sweep", "batch_size=1,100000"], "--sweep setting batch_size=100000 in Offline"),
+        (["--sut", "reference", "--sweep", "batch_size=1,8"], "include native in --sut"),
+        (["--mode", "accuracy", "--sweep", "batch_size=1,8"], "--mode performance"),
+        (["--find-peak"], "include Server in --scenario"),
+        (["--find-peak", "--scenario", "Server", "--target-qps", "5"], "drop --target-qps"),
     ],
 )
 def test_bad_input_is_refused_before_work(tiny, tmp_path, capsys, extra, message):
@@ -123,6 +136,42 @@ def test_argparse_rejects_non_positive_numbers(tiny, tmp_path, capsys):
         cli.main(_base_args(tiny, tmp_path) + ["--threads", "0"])
     assert exc.value.code == 2
     assert "positive integer" in capsys.readouterr().err
+    for flag, value, message in (("--search-precision", "1.5", "between 0 and 1"),
+                                 ("--search-budget", "0", "positive number"),
+                                 ("--latency-trace", "maybe", "invalid choice")):
+        with pytest.raises(SystemExit):
+            cli.main(_base_args(tiny, tmp_path) + [flag, value])
+        assert message in capsys.readouterr().err
+
+
+def test_sweep_grid_parsing():
+    known = ("batch_size", "copy_streams", "batch_timeout_us", "deque_limit")
+    spec = parse_sweep(["batch_size=1,8,32", "copy-streams=1,2", "batch_timeout_us=0,500"], known)
+    assert spec == {"batch_size": [1, 8, 32], "copy_streams": [1, 2], "batch_timeout_us": [0, 500]}
+    settings = grid(spec)
+    assert len(settings) == 12
+    assert settings[0] == {"batch_size": 1, "copy_streams": 1, "batch_timeout_us": 0}
+    assert settings[1] == {"batch_size": 1, "copy_streams": 1, "batch_timeout_us": 500}
+    assert settings[-1] == {"batch_size": 32, "copy_streams": 2, "batch_timeout_us": 500}
+    assert parse_sweep(["batch_size=8,8,1"], known) == {"batch_size": [8, 1]}
+    assert setting_label(settings[0]) == "batch_size=1 copy_streams=1 batch_timeout_us=0"
+    assert grid({}) == []
+    with pytest.raises(InvalidArgument, match="more than"):
+        parse_sweep([f"batch_size={','.join(map(str, range(1, 20)))}",
+                     f"copy_streams={','.join(map(str, range(1, 20)))}"], known)
+    with pytest.raises(InvalidArgument, match="deque_limit must be >= 0"):
+        parse_sweep(["deque_limit=-1"], known)
+
+
+def test_sweep_best_setting():
+    def r(value, valid=True, p99=1.0):
+        return {"value": value, "valid": valid, "latencies_ns": {"p99": p99}, "sut_errors": 0}
+
+    assert pick_best([r(10), r(30), r(20)], "Offline") == 1
+    assert pick_best([r(10), r(30, valid=False), r(20)], "Offline") == 2
+    assert pick_best([r(5e6), r(2e6), r(3e6)], "SingleStream") == 1
+    assert pick_best([r(100, p99=9e6), r(100, p99=4e6), r(100, False, 1e6)], "Server") == 1
+    assert pick_best([{"value": None}], "Offline") is None
 
 
 def test_module_entry_point_runs(tiny, tmp_path):

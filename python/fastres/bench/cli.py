@@ -3,26 +3,38 @@
 With no arguments: the embedded synthetic default, quick settings, the Offline scenario,
 performance and accuracy, every SUT available. Bad input is refused before any long work
 (preprocessing, model building, runs) starts.
+
+``--scenario all`` runs both SUTs in the four scenarios; in quick runs the Server target of each
+SUT is then searched (``--find-peak``, see :mod:`fastres.bench.search`), ``--sweep`` runs a grid
+of native executor settings, and the report (``report.md``, ``report.html`` with plots) comes
+from :mod:`fastres.bench.report`.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import inspect
 import os
-import platform
+import shlex
 import sys
 import time
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from .. import loadgen as flg
 from ..errors import FastresError, InvalidArgument
 from . import report
+from .progress import Progress, fmt_duration
 
 #: SUTs in the order they run and appear in tables; the first is the baseline.
 SUTS = ("reference", "native")
 DEFAULT_CACHE = Path(os.environ.get("FASTRES_CACHE", Path.home() / ".cache" / "fastres"))
+#: Per-SUT wall-clock seconds the Server peak search may spend by default.
+DEFAULT_SEARCH_BUDGET_S = 60.0
+#: Confirming runs after the search: the found target, then at most this many steps down.
+CONFIRM_RETRIES = 2
 
 
 def _positive_int(text: str) -> int:
@@ -42,6 +54,14 @@ def _positive_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
     if not value > 0 or value != value or value == float("inf"):
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    value = _positive_float(text)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"expected a fraction between 0 and 1 (0.05 = 5%), "
+                                         f"got {text}")
     return value
 
 
@@ -67,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE,
                    help=f"where preprocessed data and the synthetic default live (default: {DEFAULT_CACHE})")
     p.add_argument("--output", type=Path, default=Path("fastres-results"),
-                   help="output folder for results.json, report.md and LoadGen logs")
+                   help="output folder for results.json, report.md, report.html and LoadGen logs")
     p.add_argument("--user-conf", type=Path, help="LoadGen user.conf applied after mlperf.conf")
     p.add_argument("--official", action="store_true",
                    help="LoadGen's official settings (mlperf.conf; runs take 10 minutes or more "
@@ -81,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--count", type=_positive_int,
                    help="use only the first COUNT images of the dataset, as the reference's --count")
     p.add_argument("--target-qps", type=_positive_float,
-                   help="Server target QPS and Offline expected QPS")
+                   help="Server target QPS and Offline expected QPS (turns the Server search off)")
     g = p.add_argument_group("native SUT (the executor; NVIDIA's knob names)")
     from ..sut.native import DEFAULT_ENGINE, ENGINES
 
@@ -107,7 +127,34 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the model's input layout (default: NCHW, as resnet50_v1.onnx)")
     p.add_argument("--skip-missing", action="store_true",
                    help="skip images listed in val_map.txt that are missing, and report the count")
+    r = p.add_argument_group("peak search, sweeps and the report")
+    r.add_argument("--find-peak", action=argparse.BooleanOptionalAction, default=None,
+                   help="search each SUT's highest VALID Server target QPS, then confirm it "
+                        "(default: on for quick runs that include Server performance without "
+                        "--target-qps; off for --official)")
+    r.add_argument("--search-budget", type=_positive_float, default=DEFAULT_SEARCH_BUDGET_S,
+                   metavar="SECONDS",
+                   help="wall-clock seconds the Server search may spend per SUT, confirming "
+                        f"run not included (default: {DEFAULT_SEARCH_BUDGET_S:g})")
+    r.add_argument("--search-precision", type=_fraction, default=0.05, metavar="FRACTION",
+                   help="stop bisecting when the VALID/INVALID bracket is this close "
+                        "(default: 0.05, i.e. 5%%)")
+    r.add_argument("--search-time", type=_positive_float, default=1.0, metavar="SECONDS",
+                   help="minimum duration of each search trial run (default: 1)")
+    r.add_argument("--sweep", nargs="+", action="extend", metavar="KNOB=V1,V2",
+                   help="run the native SUT over the grid of these executor knob values in "
+                        "every chosen scenario, e.g. --sweep batch_size=1,8,32 copy_streams=1,2")
+    r.add_argument("--latency-trace", default="auto", choices=("auto", "on", "off"),
+                   help="LoadGen trace for per-query latency distributions: auto = on for "
+                        "quick runs with a model, off for --official and the null engine "
+                        "(the trace costs a null engine 15-45%% of its throughput)")
+    r.add_argument("--no-plots", action="store_true", help="tables only in the report")
+    r.add_argument("--report-from", type=Path, metavar="RESULTS_JSON",
+                   help="run nothing: rebuild report.md/report.html next to this results.json")
     p.add_argument("--quiet", action="store_true", help="no progress display")
+    p.add_argument("--json", action="store_true",
+                   help="progress and the final result as JSON lines on stdout (one object per "
+                        "line with an 'event' key; stdout carries nothing else)")
     return p
 
 
@@ -132,11 +179,6 @@ def _split(text: str, allowed: tuple[str, ...], what: str, parse=None) -> list[s
     return out
 
 
-def _log(args: argparse.Namespace, msg: str) -> None:
-    if not args.quiet:
-        print(msg, file=sys.stderr, flush=True)
-
-
 def _validate(args: argparse.Namespace) -> dict[str, Any]:
     """Everything that can be checked without doing work; raises InvalidArgument."""
     plan: dict[str, Any] = {}
@@ -158,77 +200,114 @@ def _validate(args: argparse.Namespace) -> dict[str, Any]:
                                   "MLPerf's val_map.txt in --dataset-path")
     elif args.val_map is not None:
         raise InvalidArgument("--val-map needs --dataset-path (the folder its paths are relative to)")
+    plan["find_peak"], plan["find_peak_why_off"] = _resolve_find_peak(args, plan)
+    plan["sweep"] = _validate_sweep(args, plan)
     if "native" in plan["suts"]:
         from ..sut.native import make_config
 
         for knob in ("batch_timeout_us", "deque_limit"):
             if getattr(args, knob) is not None and getattr(args, knob) < 0:
                 raise InvalidArgument(f"--{knob.replace('_', '-')} must be >= 0, got {getattr(args, knob)}")
-        from .. import _core
-        from ..sut.native import check_buffers
-
         for scenario in plan["scenarios"]:
-            config = make_config(scenario, **_native_knobs(args))
-            config.validate(_core.NullEngine(max_batch=int(config.batch_size)))
-            check_buffers(config, 3 * 224 * 224 * 4)
+            _check_config(make_config(scenario, **_native_knobs(args)))
     if args.model is not None:
         from ..model import check_model
         check_model(args.model, args.input_name, args.output_name, args.data_format)
     return plan
 
 
-def _environment() -> dict[str, Any]:
-    import fastres
+def _check_config(config: Any) -> None:
+    from .. import _core
+    from ..sut.native import check_buffers
 
-    env: dict[str, Any] = {"python": platform.python_version(), "fastres": fastres.__version__,
-                           "platform": platform.platform(), "cores": os.cpu_count()}
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    env["cpu"] = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    for mod in ("onnxruntime", "numpy", "cv2", "onnx"):
-        try:
-            env[mod] = __import__(mod).__version__
-        except Exception:
-            env[mod] = None
-    try:
-        from importlib.metadata import version
-        env["mlcommons-loadgen"] = version("mlcommons-loadgen")
-    except Exception:
-        env["mlcommons-loadgen"] = None
-    info = fastres.build_info()
-    env["fastres_with_cuda"] = info["with_cuda"]
-    env["cuda_devices"] = [d["name"] for d in info["cuda"]["devices"]]
-    return env
+    config.validate(_core.NullEngine(max_batch=int(config.batch_size)))
+    check_buffers(config, 3 * 224 * 224 * 4)
+
+
+def _resolve_find_peak(args: argparse.Namespace, plan: dict[str, Any]) -> tuple[bool, str | None]:
+    """Whether the Server search runs, and if not, why (for the report)."""
+    server_perf = "Server" in plan["scenarios"] and "performance" in plan["modes"]
+    if args.find_peak:
+        if not server_perf:
+            raise InvalidArgument("--find-peak searches the Server target QPS; include Server "
+                                  "in --scenario (or 'all') and performance in --mode")
+        if args.target_qps is not None:
+            raise InvalidArgument("--find-peak finds each SUT's Server target itself; drop "
+                                  "--target-qps, or pass --no-find-peak to run at that target")
+        return True, None
+    if args.find_peak is False:
+        return False, "--no-find-peak"
+    if not server_perf:
+        return False, "no Server performance run"
+    if args.target_qps is not None:
+        return False, "--target-qps given"
+    if args.official:
+        return False, "off by default with --official; pass --find-peak"
+    return True, None
+
+
+def _validate_sweep(args: argparse.Namespace, plan: dict[str, Any]) -> dict[str, list[int]]:
+    if not args.sweep:
+        return {}
+    from ..sut.native import DEFAULT_KNOBS, make_config
+    from .sweep import grid, parse_sweep, setting_label
+
+    if "native" not in plan["suts"]:
+        raise InvalidArgument("--sweep varies the native SUT's executor knobs; include native "
+                              "in --sut")
+    if "performance" not in plan["modes"]:
+        raise InvalidArgument("--sweep compares performance runs; use --mode performance or both")
+    spec = parse_sweep(args.sweep, tuple(DEFAULT_KNOBS))
+    for knob in spec:
+        if getattr(args, knob, None) is not None:
+            raise InvalidArgument(f"--sweep varies {knob} and --{knob.replace('_', '-')} sets it; "
+                                  "give it one way")
+    for setting in grid(spec):
+        for scenario in plan["scenarios"]:
+            try:
+                _check_config(make_config(scenario, **{**_native_knobs(args), **setting}))
+            except InvalidArgument as exc:
+                raise InvalidArgument(f"--sweep setting {setting_label(setting)} in {scenario}: "
+                                      f"{exc}") from None
+    return spec
+
+
+def _environment() -> dict[str, Any]:
+    from .environment import capture
+
+    return capture()
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.command_line = "python -m fastres.bench " + shlex.join(
+        sys.argv[1:] if argv is None else [str(a) for a in argv])
+    progress = Progress("json" if args.json else "quiet" if args.quiet else "human")
     try:
-        return _main(args)
+        return _main(args, progress)
     except FastresError as exc:
+        progress.emit("error", message=str(exc))
         print(f"fastres.bench: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        progress.emit("error", message="interrupted")
         print("fastres.bench: interrupted", file=sys.stderr)
         return 130
+    finally:
+        progress.close()
 
 
-def _resolve_inputs(args: argparse.Namespace) -> dict[str, Any]:
+def _resolve_inputs(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
     """The model and dataset to run: the user's, or the embedded synthetic default."""
     chosen: dict[str, Any] = {"model": args.model, "dataset": args.dataset_path,
                               "val_map": args.val_map, "synthetic": False}
     if args.model is None or args.dataset_path is None:
         from ..data.synthetic import make_default
 
-        _log(args, "fastres.bench: preparing the embedded synthetic default "
-                   "(built once, then cached)")
-        default = make_default(args.cache_dir / "synthetic", quiet=args.quiet)
+        progress.say("fastres.bench: preparing the embedded synthetic default "
+                     "(built once, then cached)")
+        default = make_default(args.cache_dir / "synthetic", quiet=args.quiet or args.json)
         chosen["synthetic"] = True
         if args.model is None:
             chosen["model"] = default.model_path
@@ -238,9 +317,9 @@ def _resolve_inputs(args: argparse.Namespace) -> dict[str, Any]:
             chosen["dataset"] = default.dataset_dir
             chosen["val_map"] = default.val_map
         if (args.model is None) != (args.dataset_path is None):
-            _log(args, "fastres.bench: warning: mixing a given "
-                       f"{'dataset' if args.model is None else 'model'} with the synthetic "
-                       f"{'model' if args.model is None else 'dataset'}: accuracy is meaningless")
+            progress.say("fastres.bench: warning: mixing a given "
+                         f"{'dataset' if args.model is None else 'model'} with the synthetic "
+                         f"{'model' if args.model is None else 'dataset'}: accuracy is meaningless")
     return chosen
 
 
@@ -254,17 +333,42 @@ def _settings_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     return kw
 
 
+def _throughput(scenario: str, summary: flg.Summary) -> tuple[float | None, str]:
+    """Samples/s of a performance run, and where the figure comes from."""
+    if scenario in ("Offline", "Server"):
+        return summary.value, summary.metric or ""
+    if scenario == "SingleStream":
+        raw = summary.raw.get("QPS w/ loadgen overhead")
+        try:
+            return float(raw), "QPS w/ loadgen overhead"
+        except (TypeError, ValueError):
+            pass
+    mean = summary.latencies_ns.get("mean")
+    try:
+        spq = int(summary.test_parameters.get("samples_per_query", 1))
+    except ValueError:
+        spq = 1
+    if mean:
+        return spq / (mean / 1e9), f"{spq} sample{'s' if spq > 1 else ''}/query ÷ mean latency"
+    return None, ""
+
+
 def _run_one(sut_name: str, args: argparse.Namespace, model: Path, store: Any, scenario: str,
-             mode: str, out_dir: Path, **overrides: Any) -> dict[str, Any]:
+             mode: str, out_dir: Path, *, knobs: dict[str, int] | None = None,
+             enable_trace: bool = False, **overrides: Any) -> dict[str, Any]:
+    """One LoadGen test of one SUT; ``knobs`` override the native SUT's executor knobs and
+    ``overrides`` the LoadGen settings (``make_settings`` keywords)."""
+    began = time.monotonic()
     kw = _settings_kwargs(args)
     kw.update(overrides)
     settings = flg.make_settings(scenario, mode, **kw)
+    config = None
     if sut_name == "native":
         from ..sut.native import NativeSUT
 
-        engine, config = _native_engine(args, model, store, scenario)
+        engine, config = _native_engine(args, model, store, scenario, knobs)
         with NativeSUT(engine, store, scenario=scenario, config=config, issue=args.issue) as sut:
-            result = flg.run_test(sut.sut, sut.qsl, settings, out_dir)
+            result = flg.run_test(sut.sut, sut.qsl, settings, out_dir, enable_trace=enable_trace)
             sut_errors = sut.errors
     elif sut_name == "reference":
         from ..sut.reference import ReferenceSUT
@@ -272,7 +376,7 @@ def _run_one(sut_name: str, args: argparse.Namespace, model: Path, store: Any, s
         with ReferenceSUT(model, store, scenario=scenario, threads=args.threads,
                           max_batchsize=args.max_batchsize, data_format=args.data_format,
                           input_name=args.input_name, output_name=args.output_name) as sut:
-            result = flg.run_test(sut.sut, sut.qsl, settings, out_dir)
+            result = flg.run_test(sut.sut, sut.qsl, settings, out_dir, enable_trace=enable_trace)
             sut_errors = sut.errors
     else:  # pragma: no cover - guarded by _validate
         raise InvalidArgument(f"unknown SUT {sut_name!r}")
@@ -281,19 +385,39 @@ def _run_one(sut_name: str, args: argparse.Namespace, model: Path, store: Any, s
         # The reference answers float32 (as MLPerf's reference), the native SUT int32.
         acc = flg.accuracy_from_log(out_dir / "mlperf_log_accuracy.json", store.labels,
                                     dtype="int32" if sut_name == "native" else "float32")
+    distribution = None
+    if enable_trace and mode == "performance":
+        from .latency import distribution as summarise, read_trace_latencies
+
+        lat = read_trace_latencies(out_dir / "mlperf_log_trace.json",
+                                   per_query=scenario == "MultiStream")
+        if lat is not None:
+            distribution = {"source": "mlperf_log_trace.json",
+                            "per": "query" if scenario == "MultiStream" else "sample",
+                            **summarise(lat)}
+    perf = mode == "performance"
+    throughput, basis = _throughput(scenario, result.summary) if perf else (None, "")
     return {
-        "sut": sut_name, "scenario": scenario, "mode": mode,
+        "sut": sut_name, "scenario": scenario, "mode": mode, "kind": "run",
         "metric": result.metric, "value": result.value,
-        "valid": result.valid if mode == "performance" else None,
-        "unmet": result.summary.unmet if mode == "performance" else [],
+        "valid": result.valid if perf else None,
+        "unmet": result.summary.unmet if perf else [],
         "latencies_ns": result.summary.latencies_ns,
+        "throughput": throughput, "throughput_basis": basis,
+        "target_qps": (settings.server_target_qps if scenario == "Server"
+                       else settings.offline_expected_qps if scenario == "Offline" else None),
+        "target_latency_ns": settings.server_target_latency_ns if scenario == "Server" else None,
+        "latency_distribution": distribution,
         "accuracy": acc.accuracy if acc else None,
         "accuracy_good": acc.good if acc else None,
         "accuracy_total": acc.total if acc else None,
         "sut_errors": sut_errors,
         "label": result.label, "quick": result.quick,
         "settings": {k: v for k, v in overrides.items()},
-        "wall_s": round(result.wall_s, 3), "log_dir": str(out_dir),
+        "native_config": _config_dict(config) if config is not None else None,
+        "test_parameters": result.summary.test_parameters,
+        "wall_s": round(result.wall_s, 3), "took_s": round(time.monotonic() - began, 3),
+        "log_dir": str(out_dir),
     }
 
 
@@ -306,74 +430,333 @@ def _native_knobs(args: argparse.Namespace) -> dict[str, Any]:
             "batch_timeout_us": args.batch_timeout_us, "deque_limit": args.deque_limit}
 
 
-def _native_engine(args: argparse.Namespace, model: Path, store: Any,
-                   scenario: str) -> tuple[Any, Any]:
+def _config_dict(config: Any) -> dict[str, int]:
+    from ..sut.native import DEFAULT_KNOBS
+
+    return {k: int(getattr(config, k)) for k in DEFAULT_KNOBS if hasattr(config, k)}
+
+
+def _native_engine(args: argparse.Namespace, model: Path, store: Any, scenario: str,
+                   knobs: dict[str, int] | None = None) -> tuple[Any, Any]:
     """The native engine and config for a scenario, built once per invocation and setting
     (ONNX Runtime sessions take seconds to create) and shared by the runs."""
     from ..sut.native import make_config, make_engine
 
-    config = make_config(scenario, **_native_knobs(args))
+    config = make_config(scenario, **{**_native_knobs(args), **(knobs or {})})
     key = (args.engine, str(model), repr(config))
     if key not in _ENGINES:
+        extra: dict[str, Any] = {}
+        if "quiet" in inspect.signature(make_engine).parameters:  # engines that build models
+            extra["quiet"] = bool(args.quiet or args.json)
         engine = make_engine(args.engine, store, config, model=model,
-                             input_name=args.input_name, output_name=args.output_name)
+                             input_name=args.input_name, output_name=args.output_name, **extra)
         _ENGINES[key] = (engine, config)
     return _ENGINES[key]
 
 
 class _QuickSizer:
-    """Sizes quick runs to the SUT in front of it, since one fixed target cannot fit both a
-    CPU ResNet50 (tens of samples/s) and a harness with a null engine (hundreds of thousands):
+    """Runs one SUT/scenario/mode with settings sized to the SUT in front of it, since one fixed
+    target cannot fit both a CPU ResNet50 (tens of samples/s) and a harness with a null engine
+    (hundreds of thousands), and reports each run to the progress display:
 
     - Offline: LoadGen issues ``expected_qps × min_duration`` samples; a SUT faster than that
       ends early and is INVALID ("Min duration satisfied: NO"), so such a run is repeated once
       with the expected QPS set from what it measured.
-    - Server: the target QPS is half the SUT's Offline throughput (measured in this invocation,
-      or by a short Offline probe), and the maximum duration leaves room for the minimum query
-      count at that rate.
+    - Server: the target QPS is given (the peak search's), or half the SUT's Offline
+      throughput (measured in this invocation, or by a short Offline probe); the maximum
+      duration leaves room for the minimum query count at that rate.
+    - Server accuracy runs issue at the SUT's Offline throughput when it is known (latency
+      does not count in accuracy mode), else at the quick default.
     """
 
-    def __init__(self, args: argparse.Namespace, model: Path, store: Any, out_root: Path) -> None:
+    def __init__(self, args: argparse.Namespace, model: Path, store: Any, out_root: Path,
+                 progress: Progress | None = None) -> None:
         self.args, self.model, self.store, self.out_root = args, model, store, out_root
+        self.progress = progress or Progress("quiet")
         self.capacity: dict[str, float] = {}
+        self.server_target: dict[str, float] = {}
+        self._overhead: dict[str, float] = {}
 
     def enabled(self) -> bool:
         return not self.args.official and self.args.target_qps is None
 
-    def run(self, sut_name: str, scenario: str, mode: str, run_dir: Path) -> dict[str, Any]:
-        overrides: dict[str, Any] = {}
-        if self.enabled() and scenario == "Server" and mode == "performance":
-            target = max(1.0, 0.5 * self._capacity(sut_name))
-            min_queries = flg.QUICK_DEFAULTS["Server"]["min_query_count"]
-            overrides["target_qps"] = round(target, 2)
-            if self.args.time is None:
-                # Room for the minimum query count, but a quick run stays under a minute: a
-                # SUT too slow for that is INVALID ("Min queries satisfied: NO"), as it should.
-                overrides["max_duration_ms"] = min(60_000, max(flg.QUICK_MAX_DURATION_MS,
-                                                               int(1500 * min_queries / target)))
-        r = _run_one(sut_name, self.args, self.model, self.store, scenario, mode, run_dir,
-                     **overrides)
+    # ---- time estimates for the progress display
+    def overhead_s(self, sut_name: str) -> float:
+        """Seconds a run costs beyond LoadGen's own time (SUT set-up, loading samples)."""
+        return self._overhead.get(sut_name, 1.5)
+
+    def expected_s(self, sut_name: str, scenario: str, mode: str,
+                   target: float | None = None) -> float:
+        a = self.args
+        cap = self.capacity.get(sut_name)
+        if mode == "accuracy":
+            n = len(self.store)
+            if scenario == "Server":
+                rate = (target or a.target_qps or max(cap or 0.0,
+                                                      flg.QUICK_DEFAULTS["Server"]["target_qps"]))
+            else:
+                rate = cap or 200.0
+            return n / rate + self.overhead_s(sut_name)
+        if a.official:
+            return flg.OFFICIAL_MIN_DURATION_MS / 1000 * 1.05 + self.overhead_s(sut_name)
+        duration = a.time or flg.QUICK_MIN_DURATION_MS / 1000
+        if a.time is not None:  # LoadGen's maximum duration too
+            return duration + self.overhead_s(sut_name)
+        if scenario == "Server":
+            target = target or self.server_target.get(sut_name) or a.target_qps or (
+                0.5 * cap if cap else None)
+            if target:
+                duration = max(duration, flg.QUICK_DEFAULTS["Server"]["min_query_count"] / target)
+        elif scenario == "MultiStream" and cap:
+            duration = max(duration, flg.QUICK_DEFAULTS["MultiStream"]["min_query_count"] * 8 / cap)
+        # quick runs stop at their maximum duration (Server's is sized up to a minute)
+        duration = min(duration, 60.0 if scenario == "Server" else flg.QUICK_MAX_DURATION_MS / 1000)
+        return duration + self.overhead_s(sut_name)
+
+    # ---- runs
+    def run(self, sut_name: str, scenario: str, mode: str, run_dir: Path, *, kind: str = "run",
+            knobs: dict[str, int] | None = None, enable_trace: bool = False,
+            note: str = "", **overrides: Any) -> dict[str, Any]:
+        if scenario == "Server":
+            self._size_server(sut_name, mode, overrides)
+        target = overrides.get("target_qps")
+        self.progress.run_start(kind=kind, sut=sut_name, scenario=scenario, mode=mode, note=note,
+                                expected_s=self.expected_s(sut_name, scenario, mode, target))
+        r = self._run(sut_name, scenario, mode, run_dir, kind, knobs, enable_trace, overrides)
         if (self.enabled() and scenario == "Offline" and mode == "performance"
                 and not r["valid"] and "Min duration satisfied" in r["unmet"] and r["value"]):
-            _log(self.args, f"    finished before the minimum duration; rerunning with "
-                            f"expected QPS {1.5 * r['value']:,.0f}")
-            r = _run_one(sut_name, self.args, self.model, self.store, scenario, mode, run_dir,
-                         target_qps=round(1.5 * r["value"], 2))
-        if scenario == "Offline" and mode == "performance" and r["value"]:
+            self.progress.run_end(r, kind=kind, took_s=r["took_s"])
+            self.progress.add([self.expected_s(sut_name, scenario, mode)])
+            self.progress.run_start(kind=kind, sut=sut_name, scenario=scenario, mode=mode,
+                                    note=f"rerun: finished before the minimum duration; "
+                                         f"expected QPS {1.5 * r['value']:,.0f}",
+                                    expected_s=self.expected_s(sut_name, scenario, mode))
+            overrides = {**overrides, "target_qps": round(1.5 * r["value"], 2)}
+            r = self._run(sut_name, scenario, mode, run_dir, kind, knobs, enable_trace, overrides)
+        if scenario == "Offline" and mode == "performance" and r["value"] and knobs is None:
             self.capacity[sut_name] = r["value"]
+        if scenario == "Server" and mode == "performance" and kind == "run" and r["target_qps"]:
+            self.server_target[sut_name] = r["target_qps"]
+        self.progress.run_end(r, kind=kind, took_s=r["took_s"])
         return r
+
+    def _run(self, sut_name: str, scenario: str, mode: str, run_dir: Path, kind: str,
+             knobs: dict[str, int] | None, enable_trace: bool,
+             overrides: dict[str, Any]) -> dict[str, Any]:
+        r = _run_one(sut_name, self.args, self.model, self.store, scenario, mode, run_dir,
+                     knobs=knobs, enable_trace=enable_trace, **overrides)
+        r["kind"] = kind
+        if knobs:
+            r["knobs"] = dict(knobs)
+        spent = max(0.0, r["took_s"] - r["wall_s"])
+        old = self._overhead.get(sut_name)
+        self._overhead[sut_name] = spent if old is None else 0.5 * (old + spent)
+        return r
+
+    def _size_server(self, sut_name: str, mode: str, overrides: dict[str, Any]) -> None:
+        target = overrides.get("target_qps")
+        if target is None and self.enabled():
+            if mode == "accuracy" and sut_name in self.capacity:
+                # Latency does not count in accuracy mode: issue as fast as the SUT can answer.
+                target = round(max(flg.QUICK_DEFAULTS["Server"]["target_qps"],
+                                   self.capacity[sut_name]), 2)
+            elif mode == "performance":
+                target = max(1.0, round(0.5 * self._capacity(sut_name), 2))
+            if target is not None:
+                overrides["target_qps"] = target
+        if (mode == "performance" and target is not None and self.args.time is None
+                and not self.args.official and "max_duration_ms" not in overrides):
+            # Room for the minimum query count, but a quick run stays under a minute: a
+            # SUT too slow for that is INVALID ("Min queries satisfied: NO"), as it should.
+            min_queries = overrides.get("min_query_count",
+                                        flg.QUICK_DEFAULTS["Server"]["min_query_count"])
+            overrides["max_duration_ms"] = min(60_000, max(flg.QUICK_MAX_DURATION_MS,
+                                                           int(1500 * min_queries / target)))
 
     def _capacity(self, sut_name: str) -> float:
         if sut_name not in self.capacity:
-            _log(self.args, f"    measuring {sut_name}'s Offline throughput to size the Server target")
-            self.run(sut_name, "Offline", "performance", self.out_root / sut_name / "probe" / "Offline")
+            self.progress.add([self.expected_s(sut_name, "Offline", "performance")])
+            self.run(sut_name, "Offline", "performance",
+                     self.out_root / sut_name / "probe" / "Offline", kind="probe",
+                     note="measuring the Offline throughput that sizes the Server target")
         return self.capacity[sut_name]
 
 
-def _main(args: argparse.Namespace) -> int:
+# --------------------------------------------------------------------------------------------
+# the Server peak search
+
+
+def _server_peak(sizer: _QuickSizer, sut_name: str,
+                 trace: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Search ``sut_name``'s highest VALID Server target, then confirm it with the Server
+    performance run. Returns (that run, the search's account for results.json)."""
+    from .search import Trial, find_peak, nice, server_trial_settings
+
+    args = sizer.args
+    start = sizer._capacity(sut_name)
+    min_queries = int(flg.QUICK_DEFAULTS["Server"]["min_query_count"])
+    search_dir = sizer.out_root / sut_name / "Server" / "search"
+    trials_run: list[dict[str, Any]] = []
+
+    def expected(q: float) -> float:
+        return max(args.search_time, min_queries / q) + sizer.overhead_s(sut_name)
+
+    def as_trial(r: dict[str, Any], q: float) -> Trial:
+        return Trial(load=q, ok=bool(r["valid"]) and not r["sut_errors"], value=r["value"],
+                     p99_ns=(r["latencies_ns"] or {}).get("p99"), wall_s=r["took_s"],
+                     unmet=list(r["unmet"]), log_dir=r["log_dir"])
+
+    def trial(q: float) -> Trial:
+        n = len(trials_run) + 1
+        sizer.progress.add([expected(q)])
+        r = sizer.run(sut_name, "Server", "performance", search_dir / f"trial-{n:02d}",
+                      kind="trial", note=f"search trial {n}: target {q:,.6g} QPS",
+                      **server_trial_settings(q, args.search_time, min_queries))
+        trials_run.append(r)
+        return as_trial(r, q)
+
+    sizer.progress.say(f"    {sut_name}: searching the highest VALID Server target from its "
+                       f"Offline {start:,.1f} samples/s (budget {args.search_budget:g} s)")
+    found = find_peak(trial, start, precision=args.search_precision, budget_s=args.search_budget,
+                      expected_s=expected)
+    confirm: list[Trial] = []
+    run_dir = sizer.out_root / sut_name / "Server" / "performance"
+    if found.peak is None:
+        sizer.progress.say(f"    {sut_name}: no VALID Server target found "
+                           f"({found.stopped}); running at the default target")
+        r = sizer.run(sut_name, "Server", "performance", run_dir, enable_trace=trace)
+    else:
+        q = found.peak
+        for attempt in range(CONFIRM_RETRIES + 1):
+            r = sizer.run(sut_name, "Server", "performance", run_dir, enable_trace=trace,
+                          note=f"confirming run at {q:,.6g} QPS", target_qps=q)
+            confirm.append(as_trial(r, q))
+            if confirm[-1].ok or attempt == CONFIRM_RETRIES:
+                break
+            q = nice(q * (1 - args.search_precision), 4)
+            sizer.progress.add([sizer.expected_s(sut_name, "Server", "performance", q)])
+    confirmed = bool(confirm and confirm[-1].ok)
+    info = {
+        "peak": confirm[-1].load if confirmed else found.peak,
+        "confirmed": confirmed,
+        "search": found.as_dict(),
+        "confirm": [c.as_dict() for c in confirm],
+        "target_latency_ns": r.get("target_latency_ns"),
+    }
+    sizer.progress.emit("search", sut=sut_name, scenario="Server", peak=info["peak"],
+                        confirmed=confirmed, trials=found.runs, stopped=found.stopped,
+                        elapsed_s=round(found.elapsed_s, 1))
+    sizer.progress.say(f"    {sut_name}: Server peak {_peak_text(info)}; {found.runs} trials in "
+                       f"{found.elapsed_s:.0f} s, stopped by {found.stopped}")
+    return r, info
+
+
+def _peak_text(info: dict[str, Any]) -> str:
+    if not info.get("peak"):
+        return "no VALID target found"
+    return (f"{info['peak']:,.6g} QPS "
+            f"({'confirmed VALID' if info['confirmed'] else 'NOT confirmed by the full run'})")
+
+
+# --------------------------------------------------------------------------------------------
+# sweeps
+
+
+def _run_sweep(sizer: _QuickSizer, plan: dict[str, Any], order: list[str]) -> dict[str, Any]:
+    from .sweep import grid, pick_best, setting_dirname, setting_label
+
+    settings = grid(plan["sweep"])
+    out: dict[str, Any] = {"spec": plan["sweep"], "scenarios": {}}
+    for scenario in order:
+        results = []
+        overrides: dict[str, Any] = {}
+        if scenario == "Server":
+            target = sizer.server_target.get("native") or sizer.args.target_qps
+            if target:
+                overrides["target_qps"] = target
+        elif scenario == "Offline" and sizer.enabled() and "native" in sizer.capacity:
+            overrides["target_qps"] = round(1.5 * sizer.capacity["native"], 2)
+        for setting in settings:
+            run_dir = sizer.out_root / "native" / "sweep" / scenario / setting_dirname(setting)
+            r = sizer.run("native", scenario, "performance", run_dir, kind="sweep", knobs=setting,
+                          note=setting_label(setting), **dict(overrides))
+            r["setting"] = setting
+            r["setting_label"] = setting_label(setting)
+            results.append(r)
+            _forget_engine(sizer.args, sizer.model, scenario, setting)
+        best = pick_best(results, scenario)
+        out["scenarios"][scenario] = {"results": results, "best": best,
+                                      "target_qps": overrides.get("target_qps")
+                                      if scenario == "Server" else None}
+        if best is not None:
+            sizer.progress.say(f"    sweep {scenario}: best {results[best]['setting_label']}")
+    return out
+
+
+def _forget_engine(args: argparse.Namespace, model: Path, scenario: str,
+                   setting: dict[str, int]) -> None:
+    """Drop a sweep setting's engine (its sessions hold memory) unless a main run uses it."""
+    from ..sut.native import make_config
+
+    config = make_config(scenario, **{**_native_knobs(args), **setting})
+    main = make_config(scenario, **_native_knobs(args))
+    if repr(config) != repr(main):
+        _ENGINES.pop((args.engine, str(model), repr(config)), None)
+
+
+# --------------------------------------------------------------------------------------------
+# the whole invocation
+
+
+def _trace_policy(args: argparse.Namespace, sut_name: str) -> bool:
+    if args.latency_trace == "on":
+        return True
+    if args.latency_trace == "off" or args.official:
+        return False
+    return not (sut_name == "native" and args.engine == "null")
+
+
+def _execution_order(scenarios: list[str]) -> list[str]:
+    """Offline first: its throughput sizes the Server target and starts the peak search."""
+    return sorted(scenarios, key=lambda s: (s != "Offline", flg.SCENARIOS.index(s)))
+
+
+def _estimate(sizer: _QuickSizer, sut: str, scenario: str, mode: str,
+              extra_s: float = 0.0) -> Callable[[], float]:
+    """A run's expected duration, re-estimated whenever asked (SUT throughputs get measured)."""
+    return lambda: extra_s + sizer.expected_s(sut, scenario, mode)
+
+
+def _report_from(args: argparse.Namespace, progress: Progress) -> int:
+    import json
+
+    path = args.report_from
+    if path.is_dir():
+        path = path / "results.json"
+    try:
+        payload = json.loads(path.read_text())
+    except OSError as exc:
+        raise InvalidArgument(f"--report-from {path}: cannot read it ({exc.strerror or exc})") \
+            from None
+    except json.JSONDecodeError as exc:
+        raise InvalidArgument(f"--report-from {path}: not JSON ({exc})") from None
+    if not isinstance(payload, dict) or "settings" not in payload or "runs" not in payload:
+        raise InvalidArgument(f"--report-from {path}: not a fastres results.json")
+    md = report.write_report(path.parent, payload, plots=not args.no_plots)
+    progress.emit("done", results=str(path), report_md=str(md),
+                  report_html=str(path.parent / "report.html"), rc=0)
+    if not args.json:
+        print(f"report: {md}, {path.parent / 'report.html'}")
+    return 0
+
+
+def _main(args: argparse.Namespace, progress: Progress | None = None) -> int:
+    progress = progress or Progress("quiet" if args.quiet else "human")
+    if args.report_from is not None:
+        return _report_from(args, progress)
     plan = _validate(args)
     out_root = flg.prepare_output_dir(args.output)
-    inputs = _resolve_inputs(args)
+    inputs = _resolve_inputs(args, progress)
 
     from ..data.imagenet import ImagenetDataset
     from ..data.store import build_store
@@ -381,28 +764,47 @@ def _main(args: argparse.Namespace) -> int:
     dataset = ImagenetDataset(inputs["dataset"], inputs["val_map"], skip_missing=args.skip_missing,
                               count=args.count)
     if dataset.skipped:
-        _log(args, f"fastres.bench: {dataset.skipped} images listed in val_map.txt are missing "
-                   "and were skipped (--skip-missing)")
-    store = build_store(dataset, "fp32", args.cache_dir, quiet=args.quiet)
+        progress.say(f"fastres.bench: {dataset.skipped} images listed in val_map.txt are missing "
+                     "and were skipped (--skip-missing)")
+    store = build_store(dataset, "fp32", args.cache_dir, quiet=args.quiet or args.json)
+
+    sizer = _QuickSizer(args, Path(inputs["model"]), store, out_root, progress)
+    order = _execution_order(plan["scenarios"])
+    jobs = [(sut, sc, m) for sc in order for sut in plan["suts"] for m in plan["modes"]]
+    from .sweep import grid
+
+    settings = grid(plan["sweep"])
+    n_sweep = len(settings) * len(order)
+    # a search is planned as one entry (its budget); the trials add their own as they come
+    expected = [_estimate(sizer, s, sc, m, args.search_budget
+                          if (plan["find_peak"] and sc == "Server" and m == "performance") else 0.0)
+                for s, sc, m in jobs]
+    expected += [_estimate(sizer, "native", sc, "performance") for sc in order for _ in settings]
+    progress.plan(expected, output=str(out_root), scenarios=order, suts=plan["suts"],
+                  modes=plan["modes"], find_peak=plan["find_peak"], sweep_settings=n_sweep)
 
     runs: list[dict[str, Any]] = []
-    jobs = [(s, sc, m) for sc in plan["scenarios"] for s in plan["suts"] for m in plan["modes"]]
-    started = time.monotonic()
-    sizer = _QuickSizer(args, Path(inputs["model"]), store, out_root)
-    for i, (sut_name, scenario, mode) in enumerate(jobs, 1):
-        _log(args, f"[{i}/{len(jobs)}] {sut_name} {scenario} {mode} "
-                   f"(elapsed {time.monotonic() - started:,.0f}s)")
+    peaks: dict[str, Any] = {}
+    for sut_name, scenario, mode in jobs:
         run_dir = out_root / sut_name / scenario / mode
-        runs.append(sizer.run(sut_name, scenario, mode, run_dir))
-        r = runs[-1]
-        if mode == "performance":
-            _log(args, f"    {r['metric']}: {r['value']} "
-                       f"{'VALID' if r['valid'] else 'INVALID (not satisfied: ' + ', '.join(r['unmet']) + ')'}")
+        trace = mode == "performance" and _trace_policy(args, sut_name)
+        if plan["find_peak"] and scenario == "Server" and mode == "performance":
+            r, peaks[sut_name] = _server_peak(sizer, sut_name, trace)
         else:
-            _log(args, f"    top-1 {r['accuracy']:.3f}% ({r['accuracy_good']}/{r['accuracy_total']})")
+            r = sizer.run(sut_name, scenario, mode, run_dir, enable_trace=trace)
+        runs.append(r)
+    sweep = _run_sweep(sizer, plan, order) if plan["sweep"] else None
 
+    rank = {s: i for i, s in enumerate(flg.SCENARIOS)}
+    runs.sort(key=lambda r: (rank[r["scenario"]], plan["suts"].index(r["sut"]),
+                             plan["modes"].index(r["mode"])))
+    for r in runs + [x for info in (sweep or {}).get("scenarios", {}).values()
+                     for x in info["results"]]:
+        r["log_dir_rel"] = os.path.relpath(r["log_dir"], out_root)
     quick = not args.official
     rows = report.build_rows(runs, baseline=SUTS[0])
+    from ..sut.native import make_config
+
     payload = {
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "label": report.QUICK_LABEL if quick else "official MLPerf settings",
@@ -414,20 +816,55 @@ def _main(args: argparse.Namespace) -> int:
             "time_s": args.time, "target_qps": args.target_qps,
             "native_engine": args.engine, "native_issue": args.issue,
             "native_knobs": {k: v for k, v in _native_knobs(args).items() if v is not None},
+            "native_config": {sc: _config_dict(make_config(sc, **_native_knobs(args)))
+                              for sc in plan["scenarios"]} if "native" in plan["suts"] else {},
             "user_conf": str(args.user_conf) if args.user_conf else None,
+            "find_peak": plan["find_peak"],
+            "search": {"precision": args.search_precision, "budget_s": args.search_budget,
+                       "trial_s": args.search_time,
+                       "min_queries": int(flg.QUICK_DEFAULTS["Server"]["min_query_count"]),
+                       "why_off": plan["find_peak_why_off"]},
+            "sweep": plan["sweep"] or None,
+            "latency_trace": {s: _trace_policy(args, s) for s in plan["suts"]},
+            "input_name": args.input_name, "output_name": args.output_name,
+            "data_format": args.data_format, "count": args.count,
+            "skip_missing": args.skip_missing, "cache_dir": str(args.cache_dir),
+            "command_line": getattr(args, "command_line", None),
         },
         "environment": _environment(),
         "rows": rows,
         "runs": runs,
+        "server_peak": peaks,
+        "sweep": sweep,
+        "published": [dict(e) for e in _published()],
     }
     report.write_results(out_root, payload)
-    report.write_report(out_root, payload, rows)
-    print(report.format_table(rows, quick=quick))
-    print(f"\nresults: {out_root / 'results.json'}, report: {out_root / 'report.md'}")
+    md = report.write_report(out_root, payload, rows, plots=not args.no_plots)
+    html_path = out_root / "report.html"
     failed = [r for r in runs if r["sut_errors"]]
+    rc = 1 if failed else 0
+    if args.json:
+        progress.emit("done", rc=rc, results=str(out_root / "results.json"), report_md=str(md),
+                      report_html=str(html_path), rows=rows,
+                      server_peak={u: {"peak": p["peak"], "confirmed": p["confirmed"]}
+                                   for u, p in peaks.items()})
+    else:
+        print(report.format_table(rows, quick=quick))
+        for u, p in peaks.items():
+            print(f"Server peak {u}: {_peak_text(p)}")
+        if len(peaks) == 2 and all(p["peak"] for p in peaks.values()):
+            a, b = (peaks[u]["peak"] for u in SUTS if u in peaks)
+            print(f"Server peak native / reference: {b / a:.2f}x")
+        print(f"\nresults: {out_root / 'results.json'}, report: {md}, {html_path} "
+              f"(took {fmt_duration(progress.elapsed())})")
     if failed:
         print("fastres.bench: error: SUT errors in " + ", ".join(
             f"{r['sut']} {r['scenario']} {r['mode']} ({r['sut_errors']})" for r in failed)
             + "; these runs are not results", file=sys.stderr)
-        return 1
-    return 0
+    return rc
+
+
+def _published() -> tuple[dict[str, Any], ...]:
+    from .published import PUBLISHED
+
+    return PUBLISHED
