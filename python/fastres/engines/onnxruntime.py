@@ -8,8 +8,12 @@ every batch (and a new session would be built for each one). Each session's
 intra-op threads are set so that ``slots × threads`` does not exceed the cores: two slots
 fighting over the same cores are slower than one slot with all of them.
 
-The model must have the MLPerf interface (``input_tensor:0`` float32 NCHW, ``ArgMax:0`` with
-class 0 as background): the engine answers ``ArgMax − 1`` as int32, as the native SUT reports.
+The model takes ``input_tensor:0`` float32 NCHW. With the MLPerf interface (``ArgMax:0`` with
+class 0 as background) the engine answers ``ArgMax − 1`` as int32, as the native SUT reports;
+the surgered fp32 and INT8 models of :mod:`fastres.engines.quantize` answer the label itself
+(``top1:0``, int32), so they run with ``output_name=TOP1_OUTPUT, offset=0`` and the answer is
+copied as is. The INT8 engine is this class over the CPU Q/DQ form (``int8_cpu.onnx``): ONNX
+Runtime fuses its Q/DQ pairs into u8×s8 integer kernels.
 """
 
 from __future__ import annotations
@@ -100,14 +104,16 @@ class OnnxRuntimeEngine:
             return len(self._sessions)
 
     def warm_up(self) -> None:
-        """Build one session per slot now and run each once, so that model errors surface
-        before a test and no slot builds its session (a second or more) inside the timed run."""
-        probe = np.zeros((1, *self.input_shape), np.float32)
+        """Build one session per slot now and run each once at batch 1 and at ``max_batch``, so
+        that model errors surface before a test and no slot builds its session (a second or
+        more) or grows its memory arena to a full batch inside the timed run."""
         with self._lock:
             missing = self.slots - len(self._sessions)
         for _ in range(missing):
             sess = self._new_session()
-            sess.run([self.output_name], {self.input_name: probe})
+            for n in sorted({1, self.max_batch}):
+                probe = np.zeros((n, *self.input_shape), np.float32)
+                sess.run([self.output_name], {self.input_name: probe})
             with self._lock:
                 self._sessions.append(sess)
                 self._spare.append(sess)
@@ -121,4 +127,7 @@ class OnnxRuntimeEngine:
         top1 = np.asarray(top1)
         if top1.ndim == 2:  # logits/probabilities instead of ArgMax
             top1 = top1.argmax(axis=1)
-        labels[:] = top1.reshape(-1).astype(np.int64) + self.offset
+        if self.offset:
+            labels[:] = top1.reshape(-1).astype(np.int64) + self.offset
+        else:  # the surgered models' int32 labels: one copy, no arithmetic
+            labels[:] = top1.reshape(-1)

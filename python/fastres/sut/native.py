@@ -14,6 +14,7 @@ measures both; the fast one is the default because it measured faster (see bench
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import threading
 from pathlib import Path
@@ -25,9 +26,18 @@ from .. import _core
 from .. import loadgen as flg
 from ..errors import InvalidArgument
 
-ENGINES = ("onnxruntime", "null")
-#: The engine ``python -m fastres.bench`` gives the native SUT unless told otherwise.
-DEFAULT_ENGINE = "onnxruntime"
+#: Engines for the native SUT. ``onnxruntime``: the fp32 model as given (what the reference
+#: runs); ``onnxruntime-int8`` / ``openvino-int8``: the calibrated INT8 model (CPU Q/DQ form, see
+#: :mod:`fastres.engines.quantize`) in ONNX Runtime / OpenVINO; ``null``: no model, measures the
+#: harness.
+ENGINES = ("openvino-int8", "onnxruntime-int8", "onnxruntime", "null")
+#: The engine ``python -m fastres.bench`` gives the native SUT unless told otherwise: the
+#: fastest on this project's CPUs by ``bench/cpu_engines.py`` (see bench/RESULTS.md), OpenVINO
+#: over the INT8 CPU form with one stream per slot. openvino is a core dependency; where it
+#: cannot be installed (a platform without its wheels) the default falls back to the ONNX
+#: Runtime INT8 engine, found without importing openvino (which takes a second).
+DEFAULT_ENGINE = ("openvino-int8" if importlib.util.find_spec("openvino") is not None
+                  else "onnxruntime-int8")
 ISSUE_MODES = ("fast", "objects")
 
 #: Defaults for a CPU: two slots (one per core) running batches of up to 32 within 2 ms.
@@ -45,9 +55,10 @@ SCENARIO_KNOBS: dict[str, dict[str, int]] = {
     # each query at once: measured on the tiny synthetic model at 421 QPS, p99 11.7 ms at batch
     # 1 against 16.6-37.5 ms at batch 2-8 with 0.5-1 ms timeouts.
     "Server": {"batch_size": 1, "copy_streams": 2, "batch_timeout_us": 0},
-    # Batch 8 runs a CPU ResNet50 as fast per image as 32 (measured: 25 vs 22-24 images/s on 2
-    # cores) and leaves a shorter tail when the last batches finish unevenly.
-    "Offline": {"batch_size": 8, "copy_streams": 2, "batch_timeout_us": 2000},
+    # The INT8 engines run fastest at batch 16 with one slot (ONNX Runtime session / OpenVINO
+    # stream) per core (bench/cpu_engines.py; bench/RESULTS.md); fp32 runs batches of 8 to 32
+    # equally fast per image.
+    "Offline": {"batch_size": 16, "copy_streams": 2, "batch_timeout_us": 2000},
 }
 
 
@@ -83,30 +94,121 @@ def check_buffers(config: Any, sample_bytes: int) -> None:
             "--copy-streams")
 
 
-def make_engine(name: str, store: Any, config: Any, *, model: str | os.PathLike[str] | None = None,
-                input_name: str = "input_tensor:0", output_name: str = "ArgMax:0") -> Any:
-    """A C++ engine for the native executor, sized for ``store``'s samples.
+#: The calibration list the INT8 engines look for in the dataset folder when none is given.
+CALIBRATION_LIST = "cal_image_list_option_1.txt"
 
-    ``onnxruntime``: the ONNX Runtime engine (one session per stream slot); ``null``: no work,
-    measures the harness."""
+
+def default_cache_dir(store: Any = None) -> Path:
+    """The cache folder ``store`` was built in (``<cache>/store/<name>/``), else
+    ``$FASTRES_CACHE`` or ``~/.cache/fastres`` as the bench CLI: the INT8 models then live
+    beside the preprocessed data they were calibrated on."""
+    path = getattr(store, "path", None)
+    if path is not None and Path(path).parent.name == "store":
+        return Path(path).parent.parent
+    return Path(os.environ.get("FASTRES_CACHE", Path.home() / ".cache" / "fastres"))
+
+
+def int8_models(store: Any, model: str | os.PathLike[str], *,
+                cache_dir: str | os.PathLike[str] | None = None, calibration: Any = None,
+                calibration_method: str = "minmax", input_name: str = "input_tensor:0",
+                output_name: str = "ArgMax:0", quiet: bool = False) -> Any:
+    """The INT8 models of ``model`` (:class:`fastres.engines.quantize.Int8Models`), built once
+    and then fetched from ``cache_dir``; ``calibration`` as in :func:`make_engine`."""
+    from ..engines.quantize import Calibration, build_int8
+    from ..errors import DataError
+
+    if calibration is None:
+        root = getattr(store, "index", {}).get("root")
+        if root is None:
+            raise InvalidArgument("the INT8 engines need a calibration list: pass "
+                                  "calibration='cal_image_list_option_1.txt'")
+        calibration = Path(root) / CALIBRATION_LIST
+        if not calibration.is_file():
+            raise DataError(f"{calibration}: calibration list not found; the INT8 engines "
+                            "calibrate on MLPerf's calibration list: pass its path (mlcommons/"
+                            "inference calibration/ImageNet/cal_image_list_option_1.txt) or "
+                            "put it in the dataset folder")
+    if not isinstance(calibration, Calibration):
+        calibration = Calibration.from_store(store, calibration)
+    return build_int8(model, calibration,
+                      default_cache_dir(store) if cache_dir is None else cache_dir,
+                      method=calibration_method, input_name=input_name,
+                      output_name=output_name, quiet=quiet)
+
+
+def make_engine(name: str, store: Any, config: Any, *, model: str | os.PathLike[str] | None = None,
+                input_name: str = "input_tensor:0", output_name: str = "ArgMax:0",
+                cache_dir: str | os.PathLike[str] | None = None, calibration: Any = None,
+                calibration_method: str = "minmax", quiet: bool = False) -> Any:
+    """A C++ engine for the native executor, sized for ``store``'s samples and ``config``.
+
+    - ``onnxruntime``: ``model`` as given (fp32, MLPerf interface, answers ArgMax − 1), one
+      ONNX Runtime session per stream slot (``config.copy_streams``), the cores split among them.
+    - ``onnxruntime-int8``: the INT8 model made from ``model`` by
+      :func:`fastres.engines.quantize.build_int8` (softmax and background class removed, top-1
+      as int32 inside the network, static calibration, CPU Q/DQ form), in ONNX Runtime, one
+      session per slot. Built on first use (tens of seconds) and then fetched from the cache.
+    - ``openvino-int8``: the same INT8 model in OpenVINO, one stream and infer request per slot;
+      needs ``pip install 'fastres[openvino]'`` (:class:`fastres.errors.Unavailable` otherwise).
+    - ``null``: no work, measures the harness.
+
+    Keyword arguments for the INT8 engines (ignored by the others):
+
+    - ``cache_dir``: where the INT8 models are cached (``<cache_dir>/int8/``); default: the
+      cache folder ``store`` was built in (the bench CLI's ``--cache-dir``), else
+      ``$FASTRES_CACHE`` or ``~/.cache/fastres``.
+    - ``calibration``: the calibration list file (one image name a line, MLPerf's
+      ``cal_image_list_option_1.txt``), or a :class:`fastres.engines.quantize.Calibration`.
+      Default: ``cal_image_list_option_1.txt`` in the store's dataset folder (where the embedded
+      synthetic default keeps it). Images are taken from ``store`` (fp32), or preprocessed from
+      the dataset folder when the store lacks them (``--count``).
+    - ``calibration_method``: ``minmax`` (default), ``entropy`` or ``percentile``.
+    - ``quiet``: no progress display while building.
+    """
     dtype = str(np.dtype(store.data.dtype))
     shape = tuple(int(d) for d in store.data.shape[1:])
     if name == "null":
         return _core.NullEngine(input_dtype=dtype, input_shape=shape, max_batch=config.batch_size,
                                 answer="constant", constant=0)
+    if name not in ENGINES:
+        raise InvalidArgument(f"unknown engine {name!r}; choose one of {', '.join(ENGINES)}")
+    if model is None:
+        raise InvalidArgument(f"the {name} engine needs a model: pass model=...")
+    if dtype != "float32":
+        raise InvalidArgument(f"the {name} engine takes fp32 samples; the store holds "
+                              f"{getattr(store, 'format', dtype)}")
+    slots = int(config.copy_streams)
     if name == "onnxruntime":
         from ..engines.onnxruntime import OnnxRuntimeEngine
 
-        if model is None:
-            raise InvalidArgument("the onnxruntime engine needs a model: pass model=...")
-        if dtype != "float32":
-            raise InvalidArgument(f"the onnxruntime engine takes fp32 samples; the store holds "
-                                  f"{store.format}")
-        fn = OnnxRuntimeEngine(model, slots=int(config.copy_streams), input_name=input_name,
-                               output_name=output_name)
-        fn.warm_up()
-        return _core.PythonEngine(fn, dtype, shape, int(config.batch_size))
-    raise InvalidArgument(f"unknown engine {name!r}; choose one of {', '.join(ENGINES)}")
+        fn: Any = OnnxRuntimeEngine(model, slots=slots, input_name=input_name,
+                                    output_name=output_name, max_batch=int(config.batch_size))
+    else:
+        from ..engines.quantize import TOP1_OUTPUT
+
+        if name == "openvino-int8":  # fail on a missing extra before calibrating
+            from ..engines.openvino import import_openvino
+
+            import_openvino()
+        models = int8_models(store, model, cache_dir=cache_dir, calibration=calibration,
+                             calibration_method=calibration_method, input_name=input_name,
+                             output_name=output_name, quiet=quiet)
+        if name == "onnxruntime-int8":
+            from ..engines.onnxruntime import OnnxRuntimeEngine
+
+            fn = OnnxRuntimeEngine(models.cpu, slots=slots, input_name=input_name,
+                                   output_name=TOP1_OUTPUT, offset=0,
+                                   max_batch=int(config.batch_size))
+        else:
+            from ..engines.openvino import OpenVinoEngine
+
+            # One slot: a latency-bound scenario, one request on every core.
+            fn = OpenVinoEngine(models.cpu, slots=slots, input_name=input_name,
+                                output_name=TOP1_OUTPUT, offset=0,
+                                max_batch=int(config.batch_size),
+                                hint="LATENCY" if slots == 1 else "THROUGHPUT")
+    fn.warm_up()
+    return _core.PythonEngine(fn, dtype, shape, int(config.batch_size))
 
 
 class NativeSUT:
