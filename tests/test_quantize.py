@@ -3,7 +3,6 @@ calibration input, and the INT8 engines in the native executor — on the tiny s
 
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 

@@ -794,7 +794,6 @@ def qdq_summary(path: str | os.PathLike[str]) -> dict[str, Any]:
 
     proto = onnx.load(str(path))
     inits = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}
-    producers = _producers(proto.graph)
     act_types: set[str] = set()
     act_zero = True
     w_types: set[str] = set()
@@ -821,7 +820,6 @@ def qdq_summary(path: str | os.PathLike[str]) -> dict[str, Any]:
             w_types.add(x.dtype.name)
             w_per_channel &= scale.size == x.shape[int(_attr(node, "axis", 1))] and scale.size > 1
             w_symmetric &= zp is None or bool(np.all(zp == 0))
-    del producers
     return {"activation_types": sorted(act_types), "activation_zero_points_zero": act_zero,
             "weight_types": sorted(w_types), "weights_per_channel": w_per_channel,
             "weights_symmetric": w_symmetric, "quantized_weights": weights,

@@ -4,8 +4,9 @@ SUT and QSL, for all four scenarios.
 LoadGen → ``IssueQuery`` only enqueues into the executor (the GIL released) → batcher thread →
 stream slots run the engine → completion threads report each batch with ONE
 ``QuerySamplesComplete`` call from C++ (``fastres._core.LoadGenSink``), taking the GIL once per
-batch. Responses are int32 labels (ArgMax − 1), 4 bytes a sample, in executor-owned memory
-valid until that call returns.
+batch. Responses are int32 labels 0..999, 4 bytes a sample, in executor-owned memory valid
+until that call returns: the INT8 engines' models compute the label in the network, the fp32
+``onnxruntime`` engine answers the MLPerf model's ArgMax − 1.
 
 Issue path: ``ConstructFastSUT`` (LoadGen hands two lists of ints) by default, or
 ``ConstructSUT`` (a list of QuerySample objects, read in C++). ``bench/harness_overhead.py``
