@@ -23,17 +23,7 @@ import numpy as np
 
 from fastres import loadgen as flg
 from fastres.sut.native import NativeSUT, make_config, make_engine
-
-
-class TinyStore:
-    format = "fp32"
-
-    def __init__(self, n: int = 1024) -> None:
-        self.data = np.zeros((n, 1, 4, 4), np.float32)
-        self.labels = np.zeros(n, np.int32)
-
-    def __len__(self) -> int:
-        return len(self.data)
+from harness_overhead import TinyStore  # bench/ is on sys.path when run as a script
 
 
 def rss_mib() -> float:
