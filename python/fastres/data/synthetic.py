@@ -33,6 +33,7 @@ from typing import Any, Callable
 import cv2
 import numpy as np
 
+from .._files import sha256_file
 from ..errors import DataError, InvalidArgument
 from ..progress import Progress
 from . import preprocess as _pp
@@ -844,7 +845,7 @@ def _cache_problem(folder: Path, variant: str, n_images: int, seed: int) -> str 
     model = folder / str(meta.get("model", MODEL_FILE[variant]))
     if not model.is_file():
         return f"{model.name} missing"
-    if _sha256(model) != meta.get("model_sha256"):
+    if sha256_file(model) != meta.get("model_sha256"):
         return f"{model.name} does not match the SHA-256 in meta.json (modified or truncated)"
     dataset = folder / str(meta.get("dataset_dir", "imagenet"))
     try:
@@ -871,12 +872,6 @@ def _loaded(folder: Path) -> SyntheticDefault:
                             meta=meta)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 __all__ = [

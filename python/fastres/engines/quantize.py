@@ -55,6 +55,7 @@ from typing import Any
 
 import numpy as np
 
+from .._files import sha256_file
 from ..errors import DataError, InvalidArgument, ModelError
 from ..model import MLPERF_INPUT, MLPERF_OUTPUT, check_model
 from ..progress import Progress
@@ -458,12 +459,6 @@ def _check_settings(method: str, percentile: float) -> dict[str, Any]:
     return settings
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _digest(obj: Any) -> str:
@@ -574,7 +569,7 @@ def _cache_problem(folder: Path, key: str, fields: dict[str, Any]) -> str | None
         if not (folder / name).is_file():
             return f"{name} missing"
     for form, sha in meta.get("sha256", {}).items():
-        if _sha256_file(folder / _MODEL_FILES[form]) != sha:
+        if sha256_file(folder / _MODEL_FILES[form]) != sha:
             return f"{_MODEL_FILES[form]} does not match its SHA-256 (modified or truncated)"
     return None
 
@@ -602,7 +597,7 @@ def build_int8(model: str | os.PathLike[str], calibration: Calibration,
                               "Calibration.from_store(store, 'cal_image_list_option_1.txt')")
     model_path = Path(model)
     check_model(model_path, input_name, output_name)
-    fields = _key_fields(_sha256_file(model_path), calibration, settings, input_name, output_name)
+    fields = _key_fields(sha256_file(model_path), calibration, settings, input_name, output_name)
     key = _digest(fields)
     folder = int8_dir(model_path, cache_dir, method=method, percentile=percentile)
     try:
@@ -748,7 +743,7 @@ def _build(folder: Path, model_path: Path, calibration: Calibration, settings: d
                 "classifier_nodes": list(info.classifier_nodes), "opset_from": info.opset_from,
                 "removed_outputs": list(info.removed_outputs)},
             "classifier_fp32": exclude, "timings": timings, "created": time.time(),
-            "sha256": {form: _sha256_file(tmp / f) for form, f in _MODEL_FILES.items()},
+            "sha256": {form: sha256_file(tmp / f) for form, f in _MODEL_FILES.items()},
         }
         (tmp / _META_NAME).write_text(json.dumps(meta, indent=1) + "\n")
         if folder.exists():
