@@ -35,22 +35,59 @@ std::string python_error_text(const py::error_already_set& e) { return e.what();
 
 }  // namespace
 
+std::string typestr(DType dtype) {
+  switch (dtype) {
+    case DType::kFloat32: return "<f4";
+    case DType::kFloat16: return "<f2";
+    case DType::kInt8: return "|i1";
+    case DType::kUInt8: return "|u1";
+    case DType::kInt32: return "<i4";
+    case DType::kInt64: return "<i8";
+  }
+  return "|u1";
+}
+
 PythonEngine::PythonEngine(py::object fn, EngineIO io) : fn_(std::move(fn)), io_(std::move(io)) {
   if (!fn_ || !PyCallable_Check(fn_.ptr())) {
-    throw InvalidArgument("PythonEngine fn: expected a callable fn(inputs, labels, indices), got " +
-                          std::string(py::str(py::type::handle_of(fn_).attr("__name__"))));
+    throw InvalidArgument(std::string("PythonEngine fn: expected a callable ") +
+                          (io_.device == Device::kCuda ? "fn(inputs, labels, indices, stream)" : "fn(inputs, labels, indices)") +
+                          ", got " + std::string(py::str(py::type::handle_of(fn_).attr("__name__"))));
   }
   io_.output_bytes = sizeof(std::int32_t);
-  io_.device = Device::kCpu;
+  if (io_.device == Device::kCpu && io_.graph_capturable) {
+    throw InvalidArgument("PythonEngine: graph_capturable applies to CUDA engines only (device='cuda')");
+  }
   validate(io_, "PythonEngine");
 }
 
 PythonEngine::~PythonEngine() { drop_with_gil(fn_); }
 
-void PythonEngine::enqueue(const Batch& batch, StreamContext&) {
+void PythonEngine::enqueue(const Batch& batch, StreamContext& ctx) {
   py::gil_scoped_acquire gil;
   try {
     const auto n = static_cast<py::ssize_t>(batch.size);
+    if (io_.device == Device::kCuda) {
+      CudaArrayView inputs;
+      inputs.ptr = reinterpret_cast<std::uintptr_t>(batch.input);
+      inputs.shape.push_back(n);
+      inputs.shape.insert(inputs.shape.end(), io_.input_shape.begin(), io_.input_shape.end());
+      inputs.typestr = typestr(io_.input_dtype);
+      inputs.readonly = true;
+      inputs.stream = reinterpret_cast<std::uintptr_t>(ctx.stream);
+      CudaArrayView labels;
+      labels.ptr = reinterpret_cast<std::uintptr_t>(batch.output);
+      labels.shape = {n};
+      labels.typestr = "<i4";
+      labels.stream = inputs.stream;
+      py::array_t<std::uint64_t> indices(n, batch.indices);
+      py::object result = fn_(py::cast(std::move(inputs)), py::cast(std::move(labels)), indices,
+                              py::int_(reinterpret_cast<std::uintptr_t>(ctx.stream)));
+      if (!result.is_none()) {
+        throw EngineError("PythonEngine (cuda): the callable returned " + std::string(py::repr(result)).substr(0, 200) +
+                          "; a CUDA callable writes labels on the given stream and returns None");
+      }
+      return;
+    }
     std::vector<py::ssize_t> shape{n};
     for (const auto d : io_.input_shape) shape.push_back(static_cast<py::ssize_t>(d));
     const py::capsule base = borrowed_base();

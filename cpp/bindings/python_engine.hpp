@@ -5,7 +5,9 @@
 
 #include <pybind11/pybind11.h>
 
+#include <cstdint>
 #include <string>
+#include <vector>
 
 #include "fastres/engine.hpp"
 #include "fastres/executor.hpp"
@@ -14,16 +16,37 @@ namespace fastres::python {
 
 namespace py = pybind11;
 
+// A view of device memory for Python, valid only during the engine call that receives it. It
+// exposes __cuda_array_interface__ (version 3, with the slot's stream), which PyTorch
+// (torch.as_tensor(x, device="cuda")), CuPy (cupy.asarray) and Numba read without a copy.
+struct CudaArrayView {
+  std::uintptr_t ptr = 0;
+  std::vector<std::int64_t> shape;
+  std::string typestr;  // NumPy's array-interface type string: "<f4", "|i1", ...
+  bool readonly = false;
+  std::uintptr_t stream = 0;  // cudaStream_t the data is ordered on
+};
+
+// The array-interface type string of a dtype ("<f4", "|i1", ...).
+std::string typestr(DType dtype);
+
 // fn(inputs, labels, indices) with NumPy arrays valid ONLY during the call:
 //   inputs   [n, *input_shape] of input_dtype, read-only (it may be the SampleLibrary itself)
 //   labels   [n] int32, writable: the engine's answers
 //   indices  [n] uint64, the QSL indices (a copy)
 // fn writes labels in place, or returns an array-like of n labels that is copied into them.
+// A CUDA PythonEngine (io.device == kCuda) is called fn(inputs, labels, indices, stream) instead:
+// inputs and labels are CudaArrayView (device memory of the slot's device, current during the
+// call), stream is the cudaStream_t (an int) the work must be enqueued on, and fn must write
+// labels on that stream and return None without waiting for it (the executor copies the labels
+// back after the work on that stream and waits for them itself).
 // Called from a stream-slot worker thread with the GIL held for the call; a Python exception
 // becomes fastres::EngineError (the executor then fails the batch). Slots serialise on the GIL.
 class PythonEngine final : public Engine {
  public:
   // Needs the GIL (called from Python). Throws InvalidArgument for a bad IO or a non-callable.
+  // io.device and io.graph_capturable are the caller's (a CUDA callable that only enqueues
+  // device work, such as a PyTorch model on the given stream, may be captured).
   PythonEngine(py::object fn, EngineIO io);
   ~PythonEngine() override;  // takes the GIL to drop the callable
 

@@ -14,6 +14,7 @@
 #include "fastres/batcher.hpp"
 #include "fastres/buffers.hpp"
 #include "fastres/status.hpp"
+#include "slot_pipeline.hpp"
 
 namespace fastres {
 
@@ -62,23 +63,70 @@ void validate(const ExecutorConfig& c, const EngineIO& io) {
                "0 for no limit, else at least batch_size=" + std::to_string(c.batch_size) +
                    "; LWIS use_deque_limit=true is deque_limit=batch_size");
   }
+  check_knob("watchdog_ms", c.watchdog_ms, 0, kMaxWatchdogMs, "milliseconds; 0 is off");
+  if (io.device == Device::kCpu) {
+    const std::pair<const char*, bool> cuda_only[] = {{"use_graphs", c.use_graphs},
+                                                      {"start_from_device", c.start_from_device},
+                                                      {"run_infer_on_copy_streams", c.run_infer_on_copy_streams},
+                                                      {"use_spin_wait", c.use_spin_wait},
+                                                      {"devices", !c.devices.empty()}};
+    for (const auto& [knob, set] : cuda_only) {
+      if (set) {
+        throw InvalidArgument(std::string("ExecutorConfig.") + knob +
+                              " applies to CUDA engines only, and this engine runs on the CPU; leave it unset");
+      }
+    }
+    return;
+  }
+#if !defined(FASTRES_WITH_CUDA)
+  throw Unavailable("the engine runs on CUDA, but this build of fastres has no CUDA path; rebuild it with nvcc "
+                    "installed (FASTRES_WITH_CUDA=ON pip install .) on a machine with an NVIDIA GPU");
+#else
+  if (c.devices.size() > static_cast<std::size_t>(kMaxStreams)) {
+    throw InvalidArgument("ExecutorConfig.devices: " + std::to_string(c.devices.size()) + " devices; at most " +
+                          std::to_string(kMaxStreams));
+  }
+  for (std::size_t i = 0; i < c.devices.size(); ++i) {
+    if (c.devices[i] < 0) {
+      throw InvalidArgument("ExecutorConfig.devices[" + std::to_string(i) + "]=" + std::to_string(c.devices[i]) +
+                            ": a CUDA device index is >= 0");
+    }
+    for (std::size_t j = 0; j < i; ++j) {
+      if (c.devices[j] == c.devices[i]) {
+        throw InvalidArgument("ExecutorConfig.devices lists device " + std::to_string(c.devices[i]) +
+                              " twice; name each device once (copy_streams sets the slots per device)");
+      }
+    }
+  }
+#endif
 }
 
 // ---------------------------------------------------------------------------------------------
 struct Executor::Impl {
-  // A stream slot: everything one batch needs from gather to completion. The batcher fills
-  // ids/indices while the slot is free; the worker owns it while has_work; the completion
-  // thread owns it until it pushes the slot back on the free list.
+  // A stream slot's life: free (on its device's free list) -> busy (the batcher gave it a batch;
+  // worker, then completion thread) -> claimed (a completion thread is completing it) -> free.
+  // The watchdog may take a busy slot: busy -> retired, for good. The state lives in the low bits
+  // of a word whose upper bits count the batches, so the watchdog's compare-and-swap can only
+  // take the batch it judged, never a later one the slot has started since.
+  enum SlotState : std::uint64_t { kFree, kBusy, kClaimed, kRetired };
+  static constexpr std::uint64_t kStateMask = 3;
+  static SlotState state_of(std::uint64_t word) { return static_cast<SlotState>(word & kStateMask); }
+  static std::uint64_t with_state(std::uint64_t word, SlotState state) { return (word & ~kStateMask) | state; }
+
   struct Slot {
     StreamContext ctx;
+    std::size_t device = 0;  // index into the pipelines' devices
     std::unique_ptr<EngineSlotState> engine_state;
-    HostBuffer input;   // [batch_size, input_bytes]
-    HostBuffer output;  // [batch_size, output_bytes]
+    std::unique_ptr<detail::SlotPipeline> pipeline;
     std::vector<std::uint64_t> ids;
     std::vector<std::uint64_t> indices;
-    std::vector<const std::byte*> sources;  // the samples' addresses in the library
-    std::uint64_t first_seq = 0;            // sequence number of ids[0]
-    std::string error;                      // empty: the batch succeeded
+    std::uint64_t first_seq = 0;  // sequence number of ids[0]
+    std::string error;            // empty: the batch succeeded
+
+    std::atomic<std::uint64_t> word{kFree};      // batch count << 2 | SlotState
+    std::atomic<std::int64_t> busy_since_ns{0};  // Clock time the batch was handed to the slot
+    std::atomic<bool> give_up{false};            // set by the watchdog: stop waiting for this batch
+    std::atomic<bool> worker_exited{false};
 
     std::mutex mu;  // guards the mailbox
     std::condition_variable cv;
@@ -91,22 +139,29 @@ struct Executor::Impl {
        std::shared_ptr<CompletionSink> sink_in);
   ~Impl();
 
-  void start();
+  void start(const std::shared_ptr<Impl>& self);
   void shutdown();
   void close_slots();
+  void join_workers();
   void report_errors();
 
   void batcher_loop();
   void slot_loop(Slot& slot);
   void completion_loop();
+  void watchdog_loop();
 
-  void dispatch(std::vector<QueuedSample>& taken, std::uint64_t first_seq, std::size_t& next_infer_stream);
-  std::size_t acquire_free_slot();
+  void dispatch(std::vector<QueuedSample>& taken, std::uint64_t first_seq);
+  std::optional<std::size_t> acquire_free_slot(std::size_t device);
+  std::optional<std::size_t> next_live_device();
   void run_batch(Slot& slot);
-  void gather(Slot& slot, Batch& batch);
+  void complete(const CompletedBatch& batch, std::uint64_t first_seq);
+  void fail_without_slot(const std::vector<QueuedSample>& taken, std::size_t off, std::size_t n, std::uint64_t seq);
+  void release_slot(std::size_t k);
+  void retire(std::size_t k, std::uint64_t word, std::int64_t now_ns);
   void record_error(const std::string& message, bool engine_error);
   void check_not_own_thread(const char* what) const;
   std::uint64_t watermark() const { return active.empty() ? taken : *active.begin(); }
+  static std::int64_t now_ns() { return Clock::now().time_since_epoch().count(); }
 
   const std::shared_ptr<Engine> engine;
   const std::shared_ptr<const SampleLibrary> samples;
@@ -127,11 +182,20 @@ struct Executor::Impl {
   Clock::time_point nonempty_since{};
   Batcher batcher;
 
-  // Stream slots and the free list (FIFO, like LWIS's stream queue).
+  // What the pipelines count (ExecutorStats), then the pipelines' maker, which must outlive the
+  // slots' pipelines (they use what it shares), so it is declared before `slots`.
+  detail::PipelineCounters counters;
+  std::unique_ptr<detail::PipelineFactory> pipelines;
+
+  // Stream slots and, per device, the free list (FIFO, like LWIS's stream queue) and the number
+  // of slots not retired.
   std::vector<std::unique_ptr<Slot>> slots;
   std::mutex free_mu;
   std::condition_variable free_cv;
-  std::deque<std::size_t> free_slots;
+  std::vector<std::deque<std::size_t>> free_slots;
+  std::vector<std::size_t> live_slots;
+  std::size_t next_device = 0;            // round-robin over devices; batcher thread only
+  std::vector<std::size_t> next_infer;    // per device, round-robin over its inference streams
 
   // Batches the workers finished, waiting for a completion thread.
   std::mutex done_mu;
@@ -151,11 +215,21 @@ struct Executor::Impl {
   std::uint64_t unreported_sink_errors = 0;
 
   std::atomic<std::uint64_t> n_submitted{0}, n_completed{0}, n_batches{0}, n_failed{0}, n_sink_errors{0},
-      n_bound{0}, n_queue_depth{0}, n_max_queue_depth{0}, ns_gather{0}, ns_engine{0}, ns_complete{0};
+      n_queue_depth{0}, n_max_queue_depth{0}, n_watchdog{0}, n_retired{0}, ns_gather{0}, ns_engine{0},
+      ns_device_wait{0}, ns_complete{0};
+
+  // The watchdog (watchdog_ms > 0): its thread and the answers it completes retired batches with.
+  std::mutex watchdog_mu;
+  std::condition_variable watchdog_cv;
+  bool watchdog_stop = false;
+  std::vector<std::byte> failed_answers;
 
   std::thread batcher_thread;
+  std::thread watchdog_thread;
   std::vector<std::thread> completion_threads;
   std::mutex lifecycle_mu;
+  std::mutex worker_exit_mu;
+  std::condition_variable worker_exit_cv;
   bool joined = false;
 };
 
@@ -163,7 +237,7 @@ Executor::Impl::Impl(std::shared_ptr<Engine> engine_in, std::shared_ptr<const Sa
                      ExecutorConfig config_in, std::shared_ptr<CompletionSink> sink_in)
     : engine(std::move(engine_in)),
       samples(std::move(samples_in)),
-      config(config_in),
+      config(std::move(config_in)),
       sink(std::move(sink_in)),
       batch_size(static_cast<std::size_t>(std::max<std::int64_t>(config.batch_size, 1))),
       input_bytes(engine ? engine->io().input_bytes() : 0),
@@ -182,39 +256,56 @@ Executor::Impl::Impl(std::shared_ptr<Engine> engine_in, std::shared_ptr<const Sa
                           " does not match engine '" + engine->name() + "' input of " + shape_string(io) + " (" +
                           std::to_string(input_bytes) + " bytes); build the SampleLibrary with the engine's input size");
   }
-  const auto slot_count = static_cast<std::size_t>(config.copy_streams);
-  slots.reserve(slot_count);
-  for (std::size_t k = 0; k < slot_count; ++k) {
-    auto slot = std::make_unique<Slot>();
-    slot->ctx.slot = k;
-    slot->ctx.device = io.device;
-    // Pageable host memory today; the CUDA path allocates these pinned (buffers.hpp) when the
-    // engine's device is kCuda, and adds the slot's device buffers, streams and events.
-    slot->input = HostBuffer(batch_size * input_bytes, nullptr);
-    slot->output = HostBuffer(batch_size * output_bytes, nullptr);
-    slot->ids.reserve(batch_size);
-    slot->indices.reserve(batch_size);
-    slot->sources.reserve(batch_size);
-    slot->engine_state = engine->create_slot_state(slot->ctx);
-    slot->ctx.engine_state = slot->engine_state.get();
-    slots.push_back(std::move(slot));
-    free_slots.push_back(k);
+#if defined(FASTRES_WITH_CUDA)
+  pipelines = io.device == Device::kCuda ? detail::make_cuda_pipelines(*engine, *samples, config, counters)
+                                         : detail::make_cpu_pipelines(*engine, *samples, config, counters);
+#else
+  pipelines = detail::make_cpu_pipelines(*engine, *samples, config, counters);
+#endif
+  const std::size_t devices = pipelines->device_count();
+  const auto per_device = static_cast<std::size_t>(config.copy_streams);
+  free_slots.resize(devices);
+  live_slots.assign(devices, per_device);
+  next_infer.assign(devices, 0);
+  slots.reserve(devices * per_device);
+  // Slots are numbered device by device: slot k runs on device k / copy_streams.
+  for (std::size_t d = 0; d < devices; ++d) {
+    for (std::size_t j = 0; j < per_device; ++j) {
+      auto slot = std::make_unique<Slot>();
+      const std::size_t k = slots.size();
+      slot->ctx.slot = k;
+      slot->device = d;
+      slot->ids.reserve(batch_size);
+      slot->indices.reserve(batch_size);
+      Slot& s = *slot;
+      s.pipeline = pipelines->make(s.ctx, d, [&] {
+        s.engine_state = engine->create_slot_state(s.ctx);
+        s.ctx.engine_state = s.engine_state.get();
+      });
+      slots.push_back(std::move(slot));
+      free_slots[d].push_back(k);
+    }
   }
+  if (config.watchdog_ms > 0) failed_answers.assign(batch_size * output_bytes, std::byte{0xFF});
 }
 
 Executor::Impl::~Impl() {
   try {
     shutdown();
   } catch (...) {
-    // Only reachable when destroyed from its own thread, which the contract forbids.
+    // Only reachable when destroyed from its own thread, which the contract forbids (or by the
+    // last hung worker returning after stop(), when everything was already shut down).
   }
 }
 
-void Executor::Impl::start() {
+void Executor::Impl::start(const std::shared_ptr<Impl>& self) {
   try {
     for (std::int64_t i = 0; i < config.complete_threads; ++i) completion_threads.emplace_back([this] { completion_loop(); });
-    for (auto& slot : slots) slot->worker = std::thread([this, s = slot.get()] { slot_loop(*s); });
+    // A slot worker holds the executor alive: when the watchdog retires its slot while the
+    // engine call hangs, stop() leaves the thread to return on its own, later.
+    for (auto& slot : slots) slot->worker = std::thread([self, s = slot.get()] { self->slot_loop(*s); });
     batcher_thread = std::thread([this] { batcher_loop(); });
+    if (config.watchdog_ms > 0) watchdog_thread = std::thread([this] { watchdog_loop(); });
   } catch (...) {
     shutdown();  // joins whatever started
     throw;
@@ -240,9 +331,7 @@ void Executor::Impl::shutdown() {
   queue_cv.notify_all();
   if (batcher_thread.joinable()) batcher_thread.join();  // drains the queue into the slots
   close_slots();
-  for (auto& slot : slots) {
-    if (slot->worker.joinable()) slot->worker.join();
-  }
+  join_workers();
   {
     std::lock_guard<std::mutex> lk(done_mu);
     done_closing = true;
@@ -251,6 +340,12 @@ void Executor::Impl::shutdown() {
   for (auto& t : completion_threads) {
     if (t.joinable()) t.join();
   }
+  {
+    std::lock_guard<std::mutex> lk(watchdog_mu);
+    watchdog_stop = true;
+  }
+  watchdog_cv.notify_all();
+  if (watchdog_thread.joinable()) watchdog_thread.join();
   joined = true;
 }
 
@@ -261,6 +356,26 @@ void Executor::Impl::close_slots() {
       slot->closing = true;
     }
     slot->cv.notify_one();
+  }
+}
+
+void Executor::Impl::join_workers() {
+  // A worker exits once its slot is closed and idle; one whose engine call hangs exits only when
+  // the call returns. Wait for each until it exits or the watchdog retires its slot; a retired
+  // slot's worker is left to finish on its own (it holds the executor alive meanwhile).
+  for (auto& slot : slots) {
+    {
+      std::unique_lock<std::mutex> lk(worker_exit_mu);
+      worker_exit_cv.wait(lk, [&slot] {
+        return slot->worker_exited.load() || state_of(slot->word.load()) == kRetired;
+      });
+    }
+    if (!slot->worker.joinable()) continue;
+    if (slot->worker_exited.load()) {
+      slot->worker.join();
+    } else {
+      slot->worker.detach();
+    }
   }
 }
 
@@ -292,7 +407,6 @@ void Executor::Impl::batcher_loop() {
   t_executor_thread_owner = this;
   std::vector<QueuedSample> taken_now;
   taken_now.reserve(batch_size);
-  std::size_t next_infer_stream = 0;
   for (;;) {
     std::uint64_t first_seq = 0;
     {
@@ -319,12 +433,25 @@ void Executor::Impl::batcher_loop() {
         }
       }
     }
-    dispatch(taken_now, first_seq, next_infer_stream);
+    dispatch(taken_now, first_seq);
   }
 }
 
-void Executor::Impl::dispatch(std::vector<QueuedSample>& taken_now, std::uint64_t first_seq,
-                              std::size_t& next_infer_stream) {
+std::optional<std::size_t> Executor::Impl::next_live_device() {
+  // Round-robin over the devices that still have a slot the watchdog has not retired.
+  std::lock_guard<std::mutex> lk(free_mu);
+  const std::size_t n = live_slots.size();
+  for (std::size_t step = 0; step < n; ++step) {
+    const std::size_t d = (next_device + step) % n;
+    if (live_slots[d] > 0) {
+      next_device = (d + 1) % n;
+      return d;
+    }
+  }
+  return std::nullopt;
+}
+
+void Executor::Impl::dispatch(std::vector<QueuedSample>& taken_now, std::uint64_t first_seq) {
   // Register the batches before any can complete, so flush() never sees a gap.
   {
     std::lock_guard<std::mutex> lk(progress_mu);
@@ -334,7 +461,13 @@ void Executor::Impl::dispatch(std::vector<QueuedSample>& taken_now, std::uint64_
   const auto infer_streams = static_cast<std::size_t>(config.infer_streams);
   for (std::size_t off = 0; off < taken_now.size(); off += batch_size) {
     const std::size_t n = std::min(batch_size, taken_now.size() - off);
-    Slot& slot = *slots[acquire_free_slot()];  // blocks while every slot is busy: the backpressure
+    std::optional<std::size_t> k;
+    if (const auto device = next_live_device()) k = acquire_free_slot(*device);  // blocks: the backpressure
+    if (!k) {
+      fail_without_slot(taken_now, off, n, first_seq + off);
+      continue;
+    }
+    Slot& slot = *slots[*k];
     slot.ids.clear();
     slot.indices.clear();
     for (std::size_t i = off; i < off + n; ++i) {
@@ -342,8 +475,14 @@ void Executor::Impl::dispatch(std::vector<QueuedSample>& taken_now, std::uint64_
       slot.indices.push_back(taken_now[i].index);
     }
     slot.first_seq = first_seq + off;
-    slot.ctx.infer_stream = next_infer_stream;
-    next_infer_stream = (next_infer_stream + 1) % infer_streams;
+    // Round-robin over the device's inference streams, as LWIS does per GPU.
+    std::size_t& infer = next_infer[slot.device];
+    slot.ctx.infer_stream = infer;
+    infer = (infer + 1) % infer_streams;
+    slot.give_up.store(false, std::memory_order_relaxed);
+    slot.busy_since_ns.store(now_ns(), std::memory_order_relaxed);
+    const std::uint64_t previous = slot.word.load(std::memory_order_relaxed);
+    slot.word.store(with_state(previous + (kStateMask + 1), kBusy), std::memory_order_release);
     {
       std::lock_guard<std::mutex> lk(slot.mu);
       slot.has_work = true;
@@ -353,95 +492,135 @@ void Executor::Impl::dispatch(std::vector<QueuedSample>& taken_now, std::uint64_
   taken_now.clear();
 }
 
-std::size_t Executor::Impl::acquire_free_slot() {
+std::optional<std::size_t> Executor::Impl::acquire_free_slot(std::size_t device) {
   std::unique_lock<std::mutex> lk(free_mu);
-  free_cv.wait(lk, [this] { return !free_slots.empty(); });
-  const std::size_t k = free_slots.front();
-  free_slots.pop_front();
+  free_cv.wait(lk, [this, device] { return !free_slots[device].empty() || live_slots[device] == 0; });
+  if (free_slots[device].empty()) return std::nullopt;
+  const std::size_t k = free_slots[device].front();
+  free_slots[device].pop_front();
   return k;
+}
+
+void Executor::Impl::fail_without_slot(const std::vector<QueuedSample>& taken_now, std::size_t off, std::size_t n,
+                                       std::uint64_t seq) {
+  // Every slot is retired: the watchdog gave up on hung engine calls. Fail the batch at once
+  // rather than wait for slots that will never come back.
+  std::vector<std::uint64_t> ids(n), indices(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    ids[i] = taken_now[off + i].id;
+    indices[i] = taken_now[off + i].index;
+  }
+  const std::string error = "engine '" + engine->name() +
+                            "': no stream slot left to run a batch of " + std::to_string(n) +
+                            " sample(s): the watchdog retired every slot after engine calls hung for more than "
+                            "watchdog_ms=" + std::to_string(config.watchdog_ms);
+  std::vector<std::byte> answers(n * output_bytes, std::byte{0xFF});
+  CompletedBatch completed;
+  completed.size = n;
+  completed.ids = ids.data();
+  completed.indices = indices.data();
+  completed.responses = answers.data();
+  completed.response_bytes = output_bytes;
+  completed.error = error.c_str();
+  completed.slot = slots.size();
+  n_failed.fetch_add(1, std::memory_order_relaxed);
+  record_error(error, /*engine_error=*/true);
+  complete(completed, seq);
 }
 
 // ------------------------------------------------------------------------------- stream slot
 void Executor::Impl::slot_loop(Slot& slot) {
   t_executor_thread_owner = this;
+  bool bound = false;
   for (;;) {
     {
       std::unique_lock<std::mutex> lk(slot.mu);
       slot.cv.wait(lk, [&slot] { return slot.has_work || slot.closing; });
-      if (!slot.has_work) return;
+      if (!slot.has_work) break;
       slot.has_work = false;
     }
+    if (!bound) {
+      try {
+        slot.pipeline->bind_thread();
+      } catch (const std::exception& e) {
+        slot.error = e.what();  // run_batch reports it with the batch
+      }
+      bound = true;
+    }
     run_batch(slot);
+    if (state_of(slot.word.load(std::memory_order_acquire)) == kRetired) break;  // the watchdog completed it
     {
       std::lock_guard<std::mutex> lk(done_mu);
       done.push_back(slot.ctx.slot);
     }
     done_cv.notify_one();
   }
-}
-
-void Executor::Impl::gather(Slot& slot, Batch& batch) {
-  // Look every sample up once; detect whether they already lie contiguous in the library.
-  slot.sources.clear();
-  bool contiguous = true;
-  for (std::size_t i = 0; i < batch.size; ++i) {
-    const std::byte* src = samples->sample(batch.indices[i]);
-    if (src == nullptr) {
-      throw Error("QSL index " + std::to_string(batch.indices[i]) +
-                  " is not loaded in the SampleLibrary (unloaded while queued?)");
-    }
-    if (i > 0 && src != slot.sources.front() + i * input_bytes) contiguous = false;
-    slot.sources.push_back(src);
+  {
+    std::lock_guard<std::mutex> lk(worker_exit_mu);
+    slot.worker_exited.store(true);
   }
-  if (contiguous) {
-    batch.input = slot.sources.front();
-    batch.input_is_library = true;
-    n_bound.fetch_add(1, std::memory_order_relaxed);
-    return;
-  }
-  std::byte* dst = slot.input.data();
-  for (const std::byte* src : slot.sources) {
-    std::memcpy(dst, src, input_bytes);
-    dst += input_bytes;
-  }
-  batch.input = slot.input.data();
-  batch.input_is_library = false;
+  worker_exit_cv.notify_all();
 }
 
 void Executor::Impl::run_batch(Slot& slot) {
-  Batch batch;
-  batch.size = slot.ids.size();
-  batch.ids = slot.ids.data();
-  batch.indices = slot.indices.data();
-  batch.output = slot.output.data();
-  slot.error.clear();
+  const detail::SlotRequest request{slot.ids.data(), slot.indices.data(), slot.ids.size()};
   const char* stage = "gathering its inputs";
-  const auto t0 = Clock::now();
-  auto t1 = t0;
-  try {
-    gather(slot, batch);
-    t1 = Clock::now();
-    stage = "in the engine";
-    engine->enqueue(batch, slot.ctx);
-    ns_engine.fetch_add(elapsed_ns(t1, Clock::now()), std::memory_order_relaxed);
-  } catch (const std::exception& e) {
-    slot.error = e.what();
-  } catch (...) {
-    slot.error = "unknown exception";
+  detail::StageTimes times;
+  std::string error = std::move(slot.error);
+  slot.error.clear();
+  if (error.empty()) {
+    try {
+      slot.pipeline->run(request, slot.ctx, times, stage);
+    } catch (const std::exception& e) {
+      error = e.what();
+    } catch (...) {
+      error = "unknown exception";
+    }
+  } else {
+    stage = "setting up its stream slot";
   }
-  ns_gather.fetch_add(elapsed_ns(t0, t1), std::memory_order_relaxed);
-  if (!slot.error.empty()) {
+  ns_gather.fetch_add(times.gather_ns, std::memory_order_relaxed);
+  ns_engine.fetch_add(times.engine_ns, std::memory_order_relaxed);
+  if (!error.empty()) {
     std::ostringstream msg;
-    msg << "engine '" << engine->name() << "': a batch of " << batch.size << " sample(s) on slot " << slot.ctx.slot
-        << " (first QSL index " << slot.indices.front() << ") failed " << stage << ": " << slot.error;
+    msg << "engine '" << engine->name() << "': a batch of " << request.size << " sample(s) on slot " << slot.ctx.slot
+        << " (first QSL index " << slot.indices.front() << ") failed " << stage << ": " << error;
     slot.error = msg.str();
-    std::memset(slot.output.data(), 0xFF, batch.size * output_bytes);
-    n_failed.fetch_add(1, std::memory_order_relaxed);
-    record_error(slot.error, /*engine_error=*/true);
   }
 }
 
 // -------------------------------------------------------------------------------- completion
+void Executor::Impl::complete(const CompletedBatch& completed, std::uint64_t first_seq) {
+  const auto t0 = Clock::now();
+  try {
+    sink->complete(completed);
+  } catch (const std::exception& e) {
+    n_sink_errors.fetch_add(1, std::memory_order_relaxed);
+    record_error(std::string("completion sink: ") + e.what(), /*engine_error=*/false);
+  } catch (...) {
+    n_sink_errors.fetch_add(1, std::memory_order_relaxed);
+    record_error("completion sink: unknown exception", /*engine_error=*/false);
+  }
+  ns_complete.fetch_add(elapsed_ns(t0, Clock::now()), std::memory_order_relaxed);
+  n_completed.fetch_add(completed.size, std::memory_order_relaxed);
+  n_batches.fetch_add(1, std::memory_order_relaxed);
+  {
+    std::lock_guard<std::mutex> lk(progress_mu);
+    active.erase(first_seq);
+  }
+  progress_cv.notify_all();
+}
+
+void Executor::Impl::release_slot(std::size_t k) {
+  Slot& slot = *slots[k];
+  slot.word.store(with_state(slot.word.load(std::memory_order_relaxed), kFree), std::memory_order_release);
+  {
+    std::lock_guard<std::mutex> lk(free_mu);
+    free_slots[slots[k]->device].push_back(k);
+  }
+  free_cv.notify_all();
+}
+
 void Executor::Impl::completion_loop() {
   t_executor_thread_owner = this;
   for (;;) {
@@ -454,46 +633,109 @@ void Executor::Impl::completion_loop() {
       done.pop_front();
     }
     Slot& slot = *slots[k];
-    // The CUDA path waits here for the slot's output-copied event.
+    if (slot.error.empty()) {
+      const auto t0 = Clock::now();
+      try {
+        if (!slot.pipeline->wait(slot.give_up)) continue;  // the watchdog took the batch
+      } catch (const std::exception& e) {
+        slot.error = "engine '" + engine->name() + "': a batch of " + std::to_string(slot.ids.size()) +
+                     " sample(s) on slot " + std::to_string(k) + " failed on the device: " + e.what();
+      }
+      ns_device_wait.fetch_add(elapsed_ns(t0, Clock::now()), std::memory_order_relaxed);
+    }
+    // Only the watchdog can have moved the slot on from busy: then the batch is completed already.
+    std::uint64_t word = slot.word.load(std::memory_order_acquire);
+    if (state_of(word) != kBusy ||
+        !slot.word.compare_exchange_strong(word, with_state(word, kClaimed), std::memory_order_acq_rel)) {
+      continue;
+    }
+    const bool failed = !slot.error.empty();
+    std::byte* responses = slot.pipeline->responses();
+    if (failed) {
+      std::memset(responses, 0xFF, slot.ids.size() * output_bytes);
+      n_failed.fetch_add(1, std::memory_order_relaxed);
+      record_error(slot.error, /*engine_error=*/true);
+    }
     CompletedBatch completed;
     completed.size = slot.ids.size();
     completed.ids = slot.ids.data();
     completed.indices = slot.indices.data();
-    completed.responses = slot.output.data();
+    completed.responses = responses;
     completed.response_bytes = output_bytes;
-    completed.error = slot.error.empty() ? nullptr : slot.error.c_str();
+    completed.error = failed ? slot.error.c_str() : nullptr;
     completed.slot = k;
-    const auto t0 = Clock::now();
-    try {
-      sink->complete(completed);
-    } catch (const std::exception& e) {
-      n_sink_errors.fetch_add(1, std::memory_order_relaxed);
-      record_error(std::string("completion sink: ") + e.what(), /*engine_error=*/false);
-    } catch (...) {
-      n_sink_errors.fetch_add(1, std::memory_order_relaxed);
-      record_error("completion sink: unknown exception", /*engine_error=*/false);
-    }
-    ns_complete.fetch_add(elapsed_ns(t0, Clock::now()), std::memory_order_relaxed);
-    n_completed.fetch_add(completed.size, std::memory_order_relaxed);
-    n_batches.fetch_add(1, std::memory_order_relaxed);
-    {
-      std::lock_guard<std::mutex> lk(progress_mu);
-      active.erase(slot.first_seq);
-    }
-    progress_cv.notify_all();
-    {
-      std::lock_guard<std::mutex> lk(free_mu);
-      free_slots.push_back(k);
-    }
-    free_cv.notify_one();
+    complete(completed, slot.first_seq);
+    release_slot(k);
   }
+}
+
+// -------------------------------------------------------------------------------- watchdog
+void Executor::Impl::watchdog_loop() {
+  t_executor_thread_owner = this;
+  const auto limit_ns = config.watchdog_ms * 1'000'000;
+  // Check often enough that a hung batch is given up on within 1.25 x the limit.
+  const auto period = std::chrono::nanoseconds(std::clamp<std::int64_t>(limit_ns / 4, 1'000'000, 250'000'000));
+  std::unique_lock<std::mutex> lk(watchdog_mu);
+  while (!watchdog_stop) {
+    watchdog_cv.wait_for(lk, period);
+    if (watchdog_stop) break;
+    lk.unlock();
+    const std::int64_t now = now_ns();
+    for (std::size_t k = 0; k < slots.size(); ++k) {
+      Slot& slot = *slots[k];
+      const std::uint64_t word = slot.word.load(std::memory_order_acquire);
+      if (state_of(word) != kBusy) continue;
+      if (now - slot.busy_since_ns.load(std::memory_order_relaxed) > limit_ns) retire(k, word, now);
+    }
+    lk.lock();
+  }
+}
+
+void Executor::Impl::retire(std::size_t k, std::uint64_t word, std::int64_t now) {
+  Slot& slot = *slots[k];
+  if (!slot.word.compare_exchange_strong(word, with_state(word, kRetired), std::memory_order_acq_rel)) {
+    return;  // completed meanwhile (and maybe busy again with a later batch)
+  }
+  slot.give_up.store(true, std::memory_order_release);
+  const double busy_ms = static_cast<double>(now - slot.busy_since_ns.load(std::memory_order_relaxed)) / 1e6;
+  std::ostringstream msg;
+  msg << "engine '" << engine->name() << "' hung: a batch of " << slot.ids.size() << " sample(s) on slot " << k
+      << " (first QSL index " << slot.indices.front() << ") was still running after " << static_cast<long long>(busy_ms)
+      << " ms, over watchdog_ms=" << config.watchdog_ms
+      << "; its samples were completed as failed and the slot retired. Find why the engine stalls, or raise "
+         "watchdog_ms if batches are legitimately this slow";
+  const std::string error = msg.str();
+  n_failed.fetch_add(1, std::memory_order_relaxed);
+  n_watchdog.fetch_add(1, std::memory_order_relaxed);
+  n_retired.fetch_add(1, std::memory_order_relaxed);
+  record_error(error, /*engine_error=*/true);
+  // The slot's ids and indices stay untouched: nobody refills a retired slot.
+  CompletedBatch completed;
+  completed.size = slot.ids.size();
+  completed.ids = slot.ids.data();
+  completed.indices = slot.indices.data();
+  completed.responses = failed_answers.data();
+  completed.response_bytes = output_bytes;
+  completed.error = error.c_str();
+  completed.slot = k;
+  complete(completed, slot.first_seq);
+  {
+    std::lock_guard<std::mutex> lk(free_mu);
+    --live_slots[slot.device];
+  }
+  free_cv.notify_all();
+  {
+    std::lock_guard<std::mutex> lk(worker_exit_mu);
+  }
+  worker_exit_cv.notify_all();
 }
 
 // ---------------------------------------------------------------------------- public surface
 Executor::Executor(std::shared_ptr<Engine> engine, std::shared_ptr<const SampleLibrary> samples,
-                   ExecutorConfig config, std::shared_ptr<CompletionSink> sink)
-    : impl_(std::make_unique<Impl>(std::move(engine), std::move(samples), config, std::move(sink))) {
-  impl_->start();
+                   ExecutorConfig config, std::shared_ptr<CompletionSink> sink) {
+  auto impl = std::make_shared<Impl>(std::move(engine), std::move(samples), std::move(config), std::move(sink));
+  impl->start(impl);
+  impl_ = std::move(impl);
 }
 
 Executor::~Executor() {
@@ -501,9 +743,20 @@ Executor::~Executor() {
     // Destroyed from inside its own sink or engine (in Python: a garbage-collected cycle), where
     // it cannot join itself. Finish the drain and join on a thread of its own; the calling
     // thread returns to its loop and exits when the shutdown closes it.
-    std::thread([impl = std::move(impl_)]() mutable { impl.reset(); }).detach();
+    std::thread([impl = std::move(impl_)]() mutable {
+      impl->shutdown();
+      impl.reset();
+    }).detach();
+    return;
   }
-  // Otherwise Impl's destructor stops (draining) and joins.
+  if (impl_) {
+    try {
+      impl_->shutdown();
+    } catch (...) {
+    }
+  }
+  // The slot workers' references go with their threads; a retired, hung worker keeps the rest
+  // alive until its engine call returns.
 }
 
 void Executor::submit(const std::uint64_t* ids, const std::uint64_t* indices, std::size_t count) {
@@ -571,6 +824,13 @@ void Executor::stop() {
   impl_->report_errors();
 }
 
+void Executor::sync_library() {
+  impl_->check_not_own_thread("sync_library()");
+  impl_->pipelines->sync_library();
+}
+
+bool Executor::pinned() const noexcept { return impl_->pipelines->pinned(); }
+
 void Executor::hold_until(std::size_t n) {
   {
     std::lock_guard<std::mutex> lk(impl_->queue_mu);
@@ -588,12 +848,20 @@ ExecutorStats Executor::stats() const {
   s.batches = m.n_batches.load(relaxed);
   s.failed_batches = m.n_failed.load(relaxed);
   s.sink_errors = m.n_sink_errors.load(relaxed);
-  s.bound_batches = m.n_bound.load(relaxed);
+  s.bound_batches = m.counters.bound.load(relaxed);
   s.queue_depth = m.n_queue_depth.load(relaxed);
   s.max_queue_depth = m.n_max_queue_depth.load(relaxed);
   s.mean_batch_size = s.batches ? static_cast<double>(s.completed) / static_cast<double>(s.batches) : 0.0;
+  s.watchdog_batches = m.n_watchdog.load(relaxed);
+  s.retired_slots = m.n_retired.load(relaxed);
+  s.h2d_copies = m.counters.h2d_copies.load(relaxed);
+  s.device_gathers = m.counters.device_gathers.load(relaxed);
+  s.graph_captures = m.counters.graph_captures.load(relaxed);
+  s.graph_launches = m.counters.graph_launches.load(relaxed);
+  s.library_uploads = m.counters.library_uploads.load(relaxed);
   s.gather_ns = m.ns_gather.load(relaxed);
   s.engine_ns = m.ns_engine.load(relaxed);
+  s.device_wait_ns = m.ns_device_wait.load(relaxed);
   s.complete_ns = m.ns_complete.load(relaxed);
   return s;
 }

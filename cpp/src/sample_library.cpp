@@ -55,6 +55,7 @@ void SampleLibrary::load(const std::uint64_t* indices, std::size_t count, const 
   }
   next_slot_ += fresh.size();
   loaded_ += fresh.size();
+  ++generation_;
 }
 
 void SampleLibrary::unload(const std::uint64_t* indices, std::size_t count) {
@@ -63,6 +64,7 @@ void SampleLibrary::unload(const std::uint64_t* indices, std::size_t count) {
     if (index < slot_of_index_.size() && slot_of_index_[index] != kNotLoaded) {
       slot_of_index_[index] = kNotLoaded;
       --loaded_;
+      ++generation_;
     }
   }
   if (loaded_ == 0) unload();
@@ -72,6 +74,7 @@ void SampleLibrary::unload() {
   slot_of_index_.clear();
   next_slot_ = 0;
   loaded_ = 0;
+  ++generation_;
 }
 
 }  // namespace fastres

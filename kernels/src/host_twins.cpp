@@ -1,6 +1,7 @@
 // The host twins: each a plain loop over the same per-element function its CUDA kernel runs
 // (elementwise.hpp). Always compiled; the CPU tests hold them to NumPy, the GPU tests hold the
 // kernels to them.
+#include <chrono>
 #include <cstring>
 
 #include "fastres/kernels/elementwise.hpp"
@@ -102,6 +103,15 @@ void hwc_u8_to_nchw_f32_host(float* dst, const std::uint8_t* src, Nchw shape, Ch
 void hwc_u8_to_nchw_int8_host(std::int8_t* dst, const std::uint8_t* src, Nchw shape, ChannelMeans means) {
   detail::check_hwc(dst, src, shape, "hwc_u8_to_nchw_int8");
   hwc_host(dst, src, shape, means);
+}
+
+void timed_answer_host(std::int32_t* labels, const std::byte* inputs, std::size_t sample_bytes, std::size_t count,
+                       std::uint64_t spin_ns) {
+  detail::check_timed(labels, inputs, sample_bytes, count);
+  const auto until = std::chrono::steady_clock::now() + std::chrono::nanoseconds(spin_ns);
+  while (std::chrono::steady_clock::now() < until) {
+  }
+  for (std::size_t i = 0; i < count; ++i) labels[i] = timed_label(inputs + i * sample_bytes);
 }
 
 }  // namespace fastres::kernels

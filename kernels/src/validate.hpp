@@ -49,4 +49,14 @@ inline void check_hwc(const void* dst, const void* src, const Nchw& shape, const
   check_elementwise(dst, src, shape.count(), kernel);
 }
 
+inline void check_timed(const void* labels, const void* inputs, std::size_t sample_bytes, std::size_t count) {
+  if (count == 0) return;
+  if (sample_bytes < 4) {
+    throw InvalidArgument("timed_answer: sample_bytes=" + std::to_string(sample_bytes) +
+                          ": must be >= 4 (the answer is read from each sample's first 4 bytes)");
+  }
+  require_pointer(labels, "timed_answer", "labels", count);
+  require_pointer(inputs, "timed_answer", "inputs", count);
+}
+
 }  // namespace fastres::kernels::detail

@@ -18,7 +18,19 @@
 // * `complete_threads` completion threads call the sink ONCE per batch, then free the slot. The
 //   responses live in the slot's output buffer: valid until the sink call returns.
 // * Every submitted sample is completed exactly once: on success, on an engine error (flagged),
-//   on flush() and on stop().
+//   on flush() and on stop(), and when the watchdog gives up on a hung batch (flagged).
+//
+// With a CUDA engine (EngineIO::device == kCuda; built with FASTRES_WITH_CUDA) the same threads
+// drive NVIDIA's LWIS pipeline. Per slot: a copy stream, three events without timing (input
+// copied, inference done, output copied), a device input and output buffer and a pinned host
+// output buffer; per device: `infer_streams` inference streams shared by its slots. A slot's
+// worker enqueues, without waiting: host-to-device copies of the batch (one per run of samples
+// that lie contiguous in the pinned SampleLibrary) or, with start_from_device, either nothing
+// (contiguous samples are bound in the library's device copy) or the gather kernel; the
+// inference stream waits for the input event and runs the engine (or its CUDA graph); the copy
+// stream waits for the inference event and copies the answers back. The completion thread waits
+// for the output event (spinning with use_spin_wait, else sleeping) and completes the batch.
+// Several devices: `copy_streams` slots on each, batches round-robin over the devices.
 #pragma once
 
 #include <cstddef>
@@ -45,11 +57,25 @@ struct ExecutorConfig {
   std::int64_t batch_timeout_us = 10000;  // [0, 60e6]: the acquire window (deque_timeout_usec)
   std::int64_t deque_limit = 0;           // 0, or [batch_size, 2^31): most samples one acquire takes
                                           // (LWIS use_deque_limit=true is deque_limit=batch_size)
+  // [0, 24 h]: 0 is off. A batch still running (engine call or device work) this many ms after
+  // its slot started it is given up on: its samples are completed at once, flagged as failed
+  // with an error naming the engine, slot and limit, and the slot is retired (never reused; its
+  // thread is left to return on its own). When every slot of a device is retired, batches for
+  // it fail at once. A hung engine thus ends in an error instead of a hung test.
+  std::int64_t watchdog_ms = 0;
+
+  // CUDA engines only (validate() refuses them for a CPU engine), named as LWIS names them.
+  bool use_graphs = false;                 // capture the engine per (slot, batch size) into a CUDA graph
+  bool start_from_device = false;          // the SampleLibrary is copied to each device's memory
+  bool run_infer_on_copy_streams = false;  // the engine runs on the slot's copy stream
+  bool use_spin_wait = false;              // completion threads spin on the output event
+  std::vector<int> devices;                // CUDA devices to run on; empty means {0}
 };
 
 inline constexpr std::int64_t kMaxStreams = 64;
 inline constexpr std::int64_t kMaxCompleteThreads = 64;
 inline constexpr std::int64_t kMaxBatchTimeoutUs = 60'000'000;
+inline constexpr std::int64_t kMaxWatchdogMs = 24LL * 3600 * 1000;
 
 // Throws InvalidArgument naming the knob, its value and the allowed range. Thread-safe.
 void validate(const ExecutorConfig& config, const EngineIO& io);
@@ -103,9 +129,19 @@ struct ExecutorStats {
   std::uint64_t queue_depth = 0;      // samples queued now, not yet taken by the batcher
   std::uint64_t max_queue_depth = 0;  // the most ever queued at once
   double mean_batch_size = 0.0;       // completed / batches
-  // Time spent per stage, summed over batches (ns): gather, engine, sink call.
+  std::uint64_t watchdog_batches = 0; // batches the watchdog gave up on (also in failed_batches)
+  std::uint64_t retired_slots = 0;    // slots retired by the watchdog
+  // CUDA path.
+  std::uint64_t h2d_copies = 0;       // host-to-device copies of inputs (runs of contiguous samples)
+  std::uint64_t device_gathers = 0;   // batches gathered by the kernel from the library's device copy
+  std::uint64_t graph_captures = 0;   // CUDA graphs captured
+  std::uint64_t graph_launches = 0;   // batches run as a CUDA graph
+  std::uint64_t library_uploads = 0;  // times the SampleLibrary was copied to a device
+  // Time spent per stage, summed over batches (ns): gather (CUDA: enqueueing the input copies),
+  // engine (CUDA: enqueueing it), waiting for the device (CUDA), sink call.
   std::uint64_t gather_ns = 0;
   std::uint64_t engine_ns = 0;
+  std::uint64_t device_wait_ns = 0;
   std::uint64_t complete_ns = 0;
 };
 
@@ -143,6 +179,17 @@ class Executor {
   // reports failed batches as flush() does. After stop(), submit() throws InvalidArgument.
   void stop();
 
+  // start_from_device: copies the SampleLibrary to every device now. Call it after
+  // SampleLibrary::load() and before submitting (the native SUT does, in LoadSamplesToRam);
+  // otherwise the first batch after a load does it, inside the timed run. No-op for a CPU
+  // engine or without start_from_device. Not concurrent with batches in flight (same rule as
+  // SampleLibrary::load). Throws CudaError.
+  void sync_library();
+
+  // Whether the buffers the device copies from and to are page-locked (true on CPU engines,
+  // where there is no copy). False means a pinned allocation fell back to pageable memory.
+  bool pinned() const noexcept;
+
   // Test knob: the batcher takes nothing until n samples are queued (then the window opens, and
   // the hold clears). flush() and stop() override it. 0 clears it. Thread-safe.
   void hold_until(std::size_t n);
@@ -154,7 +201,7 @@ class Executor {
 
  private:
   struct Impl;
-  std::unique_ptr<Impl> impl_;
+  std::shared_ptr<Impl> impl_;  // shared with the slot workers (see the watchdog)
 };
 
 }  // namespace fastres

@@ -4,7 +4,8 @@
 // All samples have one fixed size (the engine's per-sample input bytes) and live in ONE aligned
 // block, sample after sample with no padding, so samples in consecutive slots form a contiguous
 // batch the executor can hand to the engine without a gather copy (what LWIS calls contiguity
-// detection). With CUDA the block will come from a pinned allocator (see buffers.hpp).
+// detection). For a CUDA engine the block comes from the pinned allocator
+// (cuda/pinned_host.hpp), so host-to-device copies read it directly by DMA.
 #pragma once
 
 #include <cstddef>
@@ -58,6 +59,18 @@ class SampleLibrary {
     return slot == kNotLoaded ? nullptr : block_.data() + static_cast<std::size_t>(slot) * sample_bytes_;
   }
   bool contains(std::uint64_t index) const noexcept { return sample(index) != nullptr; }
+  // The slot (position in the block) of a loaded index, or npos. Same rules as sample().
+  static constexpr std::uint32_t npos = 0xFFFFFFFFu;
+  std::uint32_t slot_of(std::uint64_t index) const noexcept {
+    return index < slot_of_index_.size() ? slot_of_index_[index] : npos;
+  }
+  // The block itself and how much of it holds samples ([0, slots_used() x sample_bytes())): what
+  // a device copy (start_from_device) mirrors. Valid until the next load()/unload().
+  const std::byte* data() const noexcept { return block_.data(); }
+  std::size_t slots_used() const noexcept { return next_slot_; }
+  // Changes whenever load() or unload() changes the block or the slots, so a device copy knows
+  // it is stale. Same threading rules as sample().
+  std::uint64_t generation() const noexcept { return generation_; }
 
   std::size_t sample_bytes() const noexcept { return sample_bytes_; }
   std::size_t size() const noexcept { return loaded_; }                       // samples loaded
@@ -67,7 +80,7 @@ class SampleLibrary {
   static constexpr std::uint64_t max_index() noexcept { return (std::uint64_t{1} << 31) - 1; }
 
  private:
-  static constexpr std::uint32_t kNotLoaded = std::numeric_limits<std::uint32_t>::max();
+  static constexpr std::uint32_t kNotLoaded = npos;
 
   void reserve_slots(std::size_t slots);
 
@@ -77,6 +90,7 @@ class SampleLibrary {
   std::vector<std::uint32_t> slot_of_index_;  // QSL index -> slot, kNotLoaded when absent
   std::size_t next_slot_ = 0;                 // slots [0, next_slot_) have been handed out
   std::size_t loaded_ = 0;
+  std::uint64_t generation_ = 0;
 };
 
 }  // namespace fastres

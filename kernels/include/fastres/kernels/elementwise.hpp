@@ -32,6 +32,17 @@ FASTRES_HD std::size_t gather_unit_bytes(std::size_t sample_bytes, std::uintptr_
   return 1;
 }
 
+// ---------------------------------------------------------------- timed answer
+// The TimedEngine's answer for one sample: the int32 in its first 4 bytes (little-endian), which
+// is where the pipeline tests and benchmarks store each sample's QSL index. Read byte by byte:
+// a sample need not be 4-byte aligned.
+FASTRES_HD std::int32_t timed_label(const std::byte* sample) {
+  const auto* b = reinterpret_cast<const unsigned char*>(sample);
+  const std::uint32_t v = static_cast<std::uint32_t>(b[0]) | (static_cast<std::uint32_t>(b[1]) << 8) |
+                          (static_cast<std::uint32_t>(b[2]) << 16) | (static_cast<std::uint32_t>(b[3]) << 24);
+  return static_cast<std::int32_t>(v);
+}
+
 // ---------------------------------------------------------------- int8_linear
 // NVIDIA's preprocessing (and fastres.data.preprocess.to_int8_linear):
 // np.clip(x, -128, 127).astype(np.int8), i.e. clip, then truncate toward zero: -0.5 -> 0,

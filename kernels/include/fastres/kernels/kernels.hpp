@@ -64,6 +64,12 @@ void top1_host(std::int32_t* labels, const float* logits, std::size_t rows, std:
 void hwc_u8_to_nchw_f32_host(float* dst, const std::uint8_t* src, Nchw shape, ChannelMeans means = {});
 void hwc_u8_to_nchw_int8_host(std::int8_t* dst, const std::uint8_t* src, Nchw shape, ChannelMeans means = {});
 
+// The TimedEngine's work for a batch: wait `spin_ns` nanoseconds (the kernel spins on the GPU's
+// global timer; the twin busy-waits on the host clock), then labels[i] = timed_label(sample i),
+// for `count` samples of `sample_bytes` bytes (>= 4) each, contiguous in `inputs`.
+void timed_answer_host(std::int32_t* labels, const std::byte* inputs, std::size_t sample_bytes, std::size_t count,
+                       std::uint64_t spin_ns);
+
 #if defined(FASTRES_WITH_CUDA)
 // ---------------------------------------------------------------- CUDA launch wrappers
 // Same arguments and results as the host twins above, enqueued on `stream`.
@@ -77,6 +83,9 @@ void top1(std::int32_t* labels, const float* logits, std::size_t rows, std::size
 void hwc_u8_to_nchw_f32(float* dst, const std::uint8_t* src, Nchw shape, ChannelMeans means, cudaStream_t stream);
 void hwc_u8_to_nchw_int8(std::int8_t* dst, const std::uint8_t* src, Nchw shape, ChannelMeans means,
                          cudaStream_t stream);
+// One block: the spin, then the labels. Capturable into a CUDA graph (no host work per launch).
+void timed_answer(std::int32_t* labels, const std::byte* inputs, std::size_t sample_bytes, std::size_t count,
+                  std::uint64_t spin_ns, cudaStream_t stream);
 #endif
 
 }  // namespace fastres::kernels
