@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from . import errors
 from ._build_info import build_info
-from ._core import Executor, ExecutorConfig, NullEngine, PythonEngine, SampleLibrary
+from ._core import CudaArray, Executor, ExecutorConfig, NullEngine, PythonEngine, SampleLibrary
 from ._version import __version__
 
 __all__ = [
+    "CudaArray",
     "Executor",
     "ExecutorConfig",
     "NullEngine",
@@ -18,3 +19,10 @@ __all__ = [
     "build_info",
     "errors",
 ]
+
+try:  # CUDA builds only: an engine of known cost for the CUDA pipeline
+    from ._core import TimedEngine  # noqa: F401
+except ImportError:
+    pass
+else:
+    __all__.append("TimedEngine")

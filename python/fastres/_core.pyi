@@ -26,6 +26,8 @@ class SampleLibrary:
     def sample_bytes(self) -> int: ...
     @property
     def capacity(self) -> int: ...
+    @property
+    def pinned(self) -> bool: ...
 
 class Engine:
     @property
@@ -42,6 +44,8 @@ class Engine:
     def max_batch(self) -> int: ...
     @property
     def device(self) -> Literal["cpu", "cuda"]: ...
+    @property
+    def graph_capturable(self) -> bool: ...
 
 class NullEngine(Engine):
     def __init__(
@@ -60,8 +64,47 @@ EngineFn = Callable[
     npt.ArrayLike | None,
 ]
 
+class CudaArray:
+    """Device memory lent to a CUDA PythonEngine for one call (__cuda_array_interface__ v3)."""
+
+    ptr: int
+    shape: tuple[int, ...]
+    typestr: str
+    readonly: bool
+    stream: int
+    @property
+    def __cuda_array_interface__(self) -> dict[str, Any]: ...
+
+CudaEngineFn = Callable[[CudaArray, CudaArray, npt.NDArray[np.uint64], int], None]
+
 class PythonEngine(Engine):
-    def __init__(self, fn: EngineFn, input_dtype: str, input_shape: Sequence[int], max_batch: int) -> None: ...
+    def __init__(
+        self,
+        fn: EngineFn | CudaEngineFn,
+        input_dtype: str,
+        input_shape: Sequence[int],
+        max_batch: int,
+        *,
+        device: Literal["cpu", "cuda"] = "cpu",
+        graph_capturable: bool = False,
+    ) -> None: ...
+
+class TimedEngine(Engine):
+    """CUDA builds only: a kernel of known cost per batch answering each sample's first int32."""
+
+    def __init__(
+        self,
+        input_dtype: str = "int8",
+        input_shape: Sequence[int] = (3, 224, 224),
+        max_batch: int = 256,
+        batch_ns: int = 100000,
+        sample_ns: int = 0,
+    ) -> None: ...
+    @property
+    def batch_ns(self) -> int: ...
+    @property
+    def sample_ns(self) -> int: ...
+    def batch_time_ns(self, n: int) -> int: ...
 
 class CompletionSink:
     """A completion sink implemented in C++ (e.g. the LoadGen sink)."""
@@ -73,6 +116,12 @@ class ExecutorConfig:
     complete_threads: int
     batch_timeout_us: int
     deque_limit: int
+    watchdog_ms: int
+    use_graphs: bool
+    start_from_device: bool
+    run_infer_on_copy_streams: bool
+    use_spin_wait: bool
+    devices: list[int]
     def __init__(
         self,
         *,
@@ -82,6 +131,12 @@ class ExecutorConfig:
         complete_threads: int = 1,
         batch_timeout_us: int = 10000,
         deque_limit: int = 0,
+        watchdog_ms: int = 0,
+        use_graphs: bool = False,
+        start_from_device: bool = False,
+        run_infer_on_copy_streams: bool = False,
+        use_spin_wait: bool = False,
+        devices: Sequence[int] = (),
     ) -> None: ...
     def validate(self, engine: Engine) -> None: ...
 
@@ -95,8 +150,16 @@ class ExecutorStats:
     queue_depth: int
     max_queue_depth: int
     mean_batch_size: float
+    watchdog_batches: int
+    retired_slots: int
+    h2d_copies: int
+    device_gathers: int
+    graph_captures: int
+    graph_launches: int
+    library_uploads: int
     gather_ns: int
     engine_ns: int
+    device_wait_ns: int
     complete_ns: int
     def as_dict(self) -> dict[str, int | float]: ...
 
@@ -114,6 +177,9 @@ class Executor:
     def flush(self) -> None: ...
     def stop(self) -> None: ...
     def hold_until(self, n: int) -> None: ...
+    def sync_library(self) -> None: ...
+    @property
+    def pinned(self) -> bool: ...
     def stats(self) -> ExecutorStats: ...
     @property
     def last_error(self) -> str | None: ...

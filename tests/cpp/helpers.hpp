@@ -76,6 +76,49 @@ class EchoInputEngine final : public fastres::Engine {
   std::uint64_t fail_every_;
 };
 
+// Echoes like EchoInputEngine, but a batch holding QSL index `hang_index` blocks inside
+// enqueue() until release() (a hung engine call, for the watchdog tests).
+class HangingEngine final : public fastres::Engine {
+ public:
+  explicit HangingEngine(std::uint64_t hang_index) : io_(echo_io()), hang_index_(hang_index) {}
+  const fastres::EngineIO& io() const noexcept override { return io_; }
+  std::string name() const override { return "hanging"; }
+  void enqueue(const fastres::Batch& batch, fastres::StreamContext&) override {
+    for (std::size_t i = 0; i < batch.size; ++i) {
+      if (batch.indices[i] == hang_index_) {
+        std::unique_lock<std::mutex> lk(mu_);
+        ++hung_;
+        cv_.notify_all();
+        cv_.wait(lk, [this] { return released_; });
+        --hung_;
+        break;
+      }
+    }
+    for (std::size_t i = 0; i < batch.size; ++i) {
+      std::int32_t first = 0;
+      std::memcpy(&first, batch.input + i * kWords * sizeof(std::int32_t), sizeof first);
+      std::memcpy(batch.output + i * sizeof first, &first, sizeof first);
+    }
+  }
+  void release() {
+    std::lock_guard<std::mutex> lk(mu_);
+    released_ = true;
+    cv_.notify_all();
+  }
+  bool wait_hung(std::chrono::milliseconds limit = std::chrono::seconds(20)) {
+    std::unique_lock<std::mutex> lk(mu_);
+    return cv_.wait_for(lk, limit, [this] { return hung_ > 0; });
+  }
+
+ private:
+  fastres::EngineIO io_;
+  std::uint64_t hang_index_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int hung_ = 0;
+  bool released_ = false;
+};
+
 // Records every completion; thread-safe. wait_for_completed() lets tests wait without sleeps.
 class RecordingSink final : public fastres::CompletionSink {
  public:

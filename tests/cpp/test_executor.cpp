@@ -334,6 +334,17 @@ TEST_CASE(invalid_knobs_name_the_knob_value_and_range) {
                })),
                fastres::InvalidArgument, "deque_limit=4");
   CHECK_THROWS(build(with([](ExecutorConfig& c) { c.deque_limit = -1; })), fastres::InvalidArgument, "deque_limit=-1");
+  CHECK_THROWS(build(with([](ExecutorConfig& c) { c.watchdog_ms = -1; })), fastres::InvalidArgument, "watchdog_ms=-1");
+  // The CUDA knobs are refused for a CPU engine, by name.
+  CHECK_THROWS(build(with([](ExecutorConfig& c) { c.use_graphs = true; })), fastres::InvalidArgument,
+               "use_graphs applies to CUDA engines only");
+  CHECK_THROWS(build(with([](ExecutorConfig& c) { c.start_from_device = true; })), fastres::InvalidArgument,
+               "start_from_device");
+  CHECK_THROWS(build(with([](ExecutorConfig& c) { c.run_infer_on_copy_streams = true; })), fastres::InvalidArgument,
+               "run_infer_on_copy_streams");
+  CHECK_THROWS(build(with([](ExecutorConfig& c) { c.use_spin_wait = true; })), fastres::InvalidArgument,
+               "use_spin_wait");
+  CHECK_THROWS(build(with([](ExecutorConfig& c) { c.devices = {0}; })), fastres::InvalidArgument, "devices");
   // The library's sample size must match the engine's input.
   auto wrong = std::make_shared<fastres::SampleLibrary>(3);
   CHECK_THROWS(Executor(engine, wrong, ExecutorConfig{}, sink), fastres::InvalidArgument, "sample_bytes=3");
@@ -359,6 +370,77 @@ TEST_CASE(null_engine_options) {
   ex.submit(std::vector<std::uint64_t>{1, 2}, std::vector<std::uint64_t>{0, 3});
   ex.stop();
   for (const auto& [id, r] : sink->records()) CHECK_EQ(r.label, 7);
+}
+
+// Waits (bounded) until nothing but the test holds `p`: the executor, kept alive by a retired
+// slot's hung worker, is gone. Keeps sanitizer runs free of a thread still tearing down at exit.
+template <class T>
+bool wait_sole_owner(const std::shared_ptr<T>& p) {
+  for (int i = 0; i < 2000 && p.use_count() > 1; ++i) std::this_thread::sleep_for(5ms);
+  return p.use_count() == 1;
+}
+
+TEST_CASE(watchdog_fails_a_hung_batch_once_and_the_others_still_run) {
+  auto sink = std::make_shared<RecordingSink>();
+  auto engine = std::make_shared<testing::HangingEngine>(/*hang_index=*/7);
+  auto config = make_config(1, 2, 1, 0);
+  config.watchdog_ms = 50;
+  {
+    Executor ex(engine, testing::make_library(32), config, sink);
+    ex.submit(std::vector<std::uint64_t>{100}, std::vector<std::uint64_t>{7});
+    CHECK(engine->wait_hung());
+    std::vector<std::uint64_t> ids, indices;
+    for (std::uint64_t i = 0; i < 20; ++i) {
+      ids.push_back(i);
+      indices.push_back(i + 8);
+    }
+    ex.submit(ids, indices);
+    CHECK(sink->wait_for_completed(21));
+    CHECK_THROWS(ex.flush(), fastres::EngineError, "hung");
+    const auto records = sink->records();
+    CHECK_EQ(records.size(), 21u);
+    for (const auto& [id, r] : records) {
+      CHECK_EQ(r.count, 1);
+      CHECK_EQ(r.failed, id == 100);
+      CHECK_EQ(r.label, id == 100 ? -1 : static_cast<std::int32_t>(r.index));
+    }
+    const auto stats = ex.stats();
+    CHECK_EQ(stats.watchdog_batches, 1u);
+    CHECK_EQ(stats.retired_slots, 1u);
+    CHECK_EQ(stats.failed_batches, 1u);
+    CHECK(ex.last_error()->find("watchdog_ms=50") != std::string::npos);
+    CHECK(ex.last_error()->find("slot") != std::string::npos);
+    ex.stop();  // returns although the engine call still hangs
+  }
+  CHECK(engine.use_count() > 1);  // the hung worker still holds the executor, and so the engine
+  engine->release();
+  CHECK(wait_sole_owner(engine));
+  CHECK_EQ(sink->completed(), 21u);  // the late return completed nothing twice
+}
+
+TEST_CASE(watchdog_with_every_slot_retired_fails_batches_at_once) {
+  auto sink = std::make_shared<RecordingSink>();
+  auto engine = std::make_shared<testing::HangingEngine>(/*hang_index=*/0);
+  auto config = make_config(2, 1, 1, 0);
+  config.watchdog_ms = 30;
+  {
+    Executor ex(engine, testing::make_library(16), config, sink);
+    ex.submit(std::vector<std::uint64_t>{1}, std::vector<std::uint64_t>{0});
+    CHECK(sink->wait_for_completed(1));
+    ex.submit(std::vector<std::uint64_t>{2, 3, 4}, std::vector<std::uint64_t>{5, 6, 7});
+    CHECK(sink->wait_for_completed(4));
+    CHECK_THROWS(ex.stop(), fastres::EngineError, "no stream slot left");
+    for (const auto& [id, r] : sink->records()) {
+      CHECK_EQ(r.count, 1);
+      CHECK(r.failed);
+      CHECK_EQ(r.label, -1);
+    }
+    CHECK_EQ(sink->records().size(), 4u);
+    CHECK_EQ(ex.stats().retired_slots, 1u);
+    CHECK_EQ(ex.stats().failed_batches, 3u);  // the hung one, then [5, 6] and [7] at once
+  }
+  engine->release();
+  CHECK(wait_sole_owner(engine));
 }
 
 int main(int argc, char** argv) { return check::run(argc, argv); }

@@ -31,7 +31,7 @@ from ..errors import InvalidArgument
 #: runs); ``onnxruntime-int8`` / ``openvino-int8``: the calibrated INT8 model (CPU Q/DQ form, see
 #: :mod:`fastres.engines.quantize`) in ONNX Runtime / OpenVINO; ``null``: no model, measures the
 #: harness.
-ENGINES = ("openvino-int8", "onnxruntime-int8", "onnxruntime", "null")
+ENGINES = ("openvino-int8", "onnxruntime-int8", "onnxruntime", "null", "torch")
 #: The engine ``python -m fastres.bench`` gives the native SUT unless told otherwise: the
 #: fastest on this project's CPUs by ``bench/cpu_engines.py`` (see bench/RESULTS.md), OpenVINO
 #: over the INT8 CPU form with one stream per slot. openvino is a core dependency; where it
@@ -63,20 +63,93 @@ SCENARIO_KNOBS: dict[str, dict[str, int]] = {
 }
 
 
-def make_config(scenario: str | None = None, **knobs: Any) -> Any:
-    """An ``ExecutorConfig``: :data:`DEFAULT_KNOBS`, then the scenario's defaults
-    (:data:`SCENARIO_KNOBS`), then ``knobs`` (NVIDIA's names; None means the default). An
-    unknown knob is refused with the list of known ones."""
-    unknown = sorted(set(knobs) - set(DEFAULT_KNOBS))
+#: The CUDA path's knobs (LWIS's names), for CUDA engines only: the executor refuses them for a
+#: CPU engine. ``devices``: the CUDA devices, ``copy_streams`` slots on each (empty: device 0).
+CUDA_KNOBS: dict[str, Any] = {"use_graphs": False, "start_from_device": False,
+                              "run_infer_on_copy_streams": False, "use_spin_wait": False,
+                              "devices": ()}
+
+#: Per-scenario defaults on a GPU, after the shape of NVIDIA's LWIS configurations for ResNet50
+#: (MLPerf v1.1-v2.1, e.g. A100 Server: batch 64, 4 copy and 3 inference streams, 2 ms deque
+#: timeout with the deque limit, CUDA graphs). Offline takes large batches on two copy streams.
+GPU_SCENARIO_KNOBS: dict[str, dict[str, Any]] = {
+    "SingleStream": {"batch_size": 1, "copy_streams": 1, "infer_streams": 1, "batch_timeout_us": 0,
+                     "use_graphs": True},
+    "MultiStream": {"batch_size": 8, "copy_streams": 1, "infer_streams": 1, "batch_timeout_us": 0,
+                    "use_graphs": True},
+    "Server": {"batch_size": 64, "copy_streams": 4, "infer_streams": 3, "batch_timeout_us": 2000,
+               "deque_limit": 64, "use_graphs": True},
+    "Offline": {"batch_size": 256, "copy_streams": 2, "infer_streams": 1, "batch_timeout_us": 2000},
+}
+
+#: The watchdog the native SUT runs with unless told otherwise (``watchdog_ms``): a batch still
+#: running after a minute is taken as hung, fails, and the run ends as failed instead of never.
+DEFAULT_WATCHDOG_MS = 60_000
+
+_BOOL_KNOBS = tuple(k for k, v in CUDA_KNOBS.items() if isinstance(v, bool))
+#: Every knob make_config takes.
+KNOWN_KNOBS = (*DEFAULT_KNOBS, "watchdog_ms", *CUDA_KNOBS)
+
+
+def _knob_value(name: str, value: Any) -> Any:
+    if name in _BOOL_KNOBS:
+        if isinstance(value, (bool, np.bool_)) or (isinstance(value, (int, np.integer))
+                                                   and int(value) in (0, 1)):
+            return bool(value)
+        raise InvalidArgument(f"executor knob {name}={value!r}: expected true/false (or 1/0)")
+    if name == "devices":
+        if isinstance(value, str):
+            value = [v for v in value.replace(" ", "").split(",") if v]
+        try:
+            devices = [int(v) for v in value]
+        except (TypeError, ValueError):
+            raise InvalidArgument(f"executor knob devices={value!r}: expected CUDA device "
+                                  "indices, e.g. 0,1") from None
+        if any(d < 0 for d in devices):
+            raise InvalidArgument(f"executor knob devices={value!r}: indices are >= 0")
+        return devices
+    if not isinstance(value, (int, np.integer)) or isinstance(value, (bool, np.bool_)):
+        raise InvalidArgument(f"executor knob {name}={value!r}: expected an integer")
+    return int(value)
+
+
+def make_config(scenario: str | None = None, *, device: str = "cpu", **knobs: Any) -> Any:
+    """An ``ExecutorConfig``: :data:`DEFAULT_KNOBS` (and the watchdog,
+    :data:`DEFAULT_WATCHDOG_MS`), then the scenario's defaults (:data:`SCENARIO_KNOBS`, or
+    :data:`GPU_SCENARIO_KNOBS` with ``device="cuda"``), then ``knobs`` (NVIDIA's names, plus the
+    CUDA knobs of :data:`CUDA_KNOBS` and ``watchdog_ms``; None means the default). An unknown
+    knob is refused with the list of known ones."""
+    unknown = sorted(set(knobs) - set(KNOWN_KNOBS))
     if unknown:
         raise InvalidArgument(f"unknown executor knob(s) {', '.join(unknown)}; known: "
-                              f"{', '.join(DEFAULT_KNOBS)}")
-    scenario_knobs = SCENARIO_KNOBS[flg.parse_scenario(scenario)] if scenario else {}
-    values = {**DEFAULT_KNOBS, **scenario_knobs, **{k: v for k, v in knobs.items() if v is not None}}
-    for name, value in values.items():
-        if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
-            raise InvalidArgument(f"executor knob {name}={value!r}: expected an integer")
-    return _core.ExecutorConfig(**{k: int(v) for k, v in values.items()})
+                              f"{', '.join(KNOWN_KNOBS)}")
+    if device not in ("cpu", "cuda"):
+        raise InvalidArgument(f"device={device!r}: 'cpu' or 'cuda'")
+    table = GPU_SCENARIO_KNOBS if device == "cuda" else SCENARIO_KNOBS
+    scenario_knobs = table[flg.parse_scenario(scenario)] if scenario else {}
+    values = {**DEFAULT_KNOBS, "watchdog_ms": DEFAULT_WATCHDOG_MS, **scenario_knobs,
+              **{k: v for k, v in knobs.items() if v is not None}}
+    return _core.ExecutorConfig(**{k: _knob_value(k, v) for k, v in values.items()})
+
+
+def config_dict(config: Any) -> dict[str, Any]:
+    """Every knob of an ``ExecutorConfig`` as plain values (for results.json and reports)."""
+    out: dict[str, Any] = {k: int(getattr(config, k)) for k in (*DEFAULT_KNOBS, "watchdog_ms")}
+    for k in _BOOL_KNOBS:
+        out[k] = bool(getattr(config, k))
+    out["devices"] = list(config.devices)
+    return out
+
+
+def engine_device(name: str) -> str:
+    """"cuda" or "cpu": where the named engine runs, hence which knobs it takes
+    (:data:`GPU_SCENARIO_KNOBS` and the CUDA knobs on "cuda"). ``torch`` runs on a GPU when
+    PyTorch is installed and sees one."""
+    if name == "torch" and importlib.util.find_spec("torch") is not None:
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return "cpu"
 
 
 def check_buffers(config: Any, sample_bytes: int) -> None:
@@ -151,6 +224,9 @@ def make_engine(name: str, store: Any, config: Any, *, model: str | os.PathLike[
       session per slot. Built on first use (tens of seconds) and then fetched from the cache.
     - ``openvino-int8``: the same INT8 model in OpenVINO, one stream and infer request per slot;
       needs ``pip install 'fastres[openvino]'`` (:class:`fastres.errors.Unavailable` otherwise).
+    - ``torch``: ``model`` run by PyTorch (:mod:`fastres.engines.torch`, op by op from the ONNX
+      graph), on a CUDA device when PyTorch sees one (fp16, the executor's device buffers and
+      the slot's stream, no host copies), else on the CPU; needs ``pip install torch``.
     - ``null``: no work, measures the harness.
 
     Keyword arguments for the INT8 engines (ignored by the others):
@@ -179,6 +255,15 @@ def make_engine(name: str, store: Any, config: Any, *, model: str | os.PathLike[
         raise InvalidArgument(f"the {name} engine takes fp32 samples; the store holds "
                               f"{getattr(store, 'format', dtype)}")
     slots = int(config.copy_streams)
+    if name == "torch":
+        from ..engines.torch import TorchEngine, from_onnx
+
+        torch_fn = TorchEngine(from_onnx(model, input_name=input_name, output_name=output_name),
+                               device=engine_device(name), max_batch=int(config.batch_size),
+                               input_shape=shape)
+        torch_fn.warm_up()
+        return _core.PythonEngine(torch_fn, dtype, shape, int(config.batch_size),
+                                  device=torch_fn.device_kind)
     if name == "onnxruntime":
         from ..engines.onnxruntime import OnnxRuntimeEngine
 
@@ -259,6 +344,8 @@ class NativeSUT:
     # ---- LoadGen callbacks: never raise into LoadGen (it would abort the process)
     def _load(self, indices: list[int]) -> None:
         self.library.load(indices, self.store.data)
+        # start_from_device: copy the library to the devices now, outside the timed run.
+        self.executor.sync_library()
 
     def _unload(self, indices: list[int]) -> None:
         self.library.unload(indices)

@@ -525,10 +525,12 @@ def run_reference(model_path: str | os.PathLike[str], store: PreprocessedStore, 
                   min_query_count: int | None = None, max_query_count: int | None = None,
                   threads: int | None = None, max_batchsize: int = 32,
                   data_format: str = "NCHW", providers: Sequence[str] | None = None,
-                  input_name: str = DEFAULT_INPUT, output_name: str = DEFAULT_OUTPUT
-                  ) -> flg.RunResult:
+                  input_name: str = DEFAULT_INPUT, output_name: str = DEFAULT_OUTPUT,
+                  backend: Any = None) -> flg.RunResult:
     """Run the reference harness under LoadGen once and return the parsed result; in accuracy
     mode ``result.accuracy`` is top-1 from the accuracy log against ``store.labels``.
+    ``backend``: another backend with the ONNX one's interface (``NullBackend``,
+    :class:`fastres.engines.torch.TorchBackend`); ``model_path`` is then not loaded.
 
     Blocks the calling thread for the whole test. Settings keywords are those of
     :func:`fastres.loadgen.make_settings`; everything is validated before the model loads.
@@ -541,7 +543,7 @@ def run_reference(model_path: str | os.PathLike[str], store: PreprocessedStore, 
         min_query_count=min_query_count, max_query_count=max_query_count)
     with ReferenceSUT(model_path, store, scenario=settings.scenario_name, threads=threads,
                       max_batchsize=max_batchsize, data_format=data_format, providers=providers,
-                      input_name=input_name, output_name=output_name) as sut:
+                      input_name=input_name, output_name=output_name, backend=backend) as sut:
         sut.start_run(take_accuracy=settings.mode_name == "accuracy")
         result = flg.run_test(sut.sut, sut.qsl, settings, output_dir)
         sut.runner.finish()  # join the workers before reading the counters
