@@ -7,14 +7,17 @@
 # TensorRT, no DALI) it:
 #   1. checks the machine (a GPU, nvcc, the Python packages the build and tests need) and stops at
 #      once, saying what is missing, when something is;
-#   2. installs any wheels carried in .whl/ (e.g. mlcommons-loadgen; README of the device tool);
+#   2. installs any wheels carried in .whl/ (mlcommons-loadgen: fetch it here first with
+#      `bash bench/device_wheels.sh`, then run this script with carry=[".whl"]);
 #   3. builds fastres with FASTRES_WITH_CUDA=ON into a private folder (the image's Python
 #      environment is not touched) and checks that the build sees the GPU;
 #   4. runs `pytest -m gpu` over the test files that hold gpu tests (without mlperf_loadgen, those
 #      that do not need it) and fails when a gpu test skips there for want of a device, then the
 #      CPU kernel tests;
 #   5. runs bench/kernels_bench.py (GB/s of the kernels against a device-to-device copy and
-#      their host twins), and bench/executor_gpu.py when it exists;
+#      their host twins) and bench/executor_gpu.py (the executor's CUDA pipeline with the
+#      TimedEngine against its ideal, and the PyTorch ResNet50 through the native SUT against
+#      the reference SUT, under LoadGen);
 #   6. writes $OUT/device_check.json: every step's status and time, the test counts and the
 #      benchmark's figures, and "status": "pass" or "fail" (with the step that failed).
 # Steps 1-3 stop the script on failure; tests and benchmarks all run, and any failure fails it.
