@@ -296,6 +296,19 @@ Executor::Impl::~Impl() {
     // Only reachable when destroyed from its own thread, which the contract forbids (or by the
     // last hung worker returning after stop(), when everything was already shut down).
   }
+  if (n_retired.load() > 0 && engine->io().device == Device::kCuda) {
+    // Work the watchdog gave up on may still be queued on the device: freeing its buffers,
+    // streams or the engine's per-slot state would wait for it, maybe forever. Park them for
+    // the life of the process instead (reachable, so leak checkers stay quiet).
+    static auto* parked = new std::vector<std::shared_ptr<void>>();
+    static std::mutex parked_mu;
+    std::lock_guard<std::mutex> lk(parked_mu);
+    for (auto& slot : slots) {
+      parked->emplace_back(std::shared_ptr<detail::SlotPipeline>(std::move(slot->pipeline)));
+      parked->emplace_back(std::shared_ptr<EngineSlotState>(std::move(slot->engine_state)));
+    }
+    parked->emplace_back(std::shared_ptr<detail::PipelineFactory>(std::move(pipelines)));
+  }
 }
 
 void Executor::Impl::start(const std::shared_ptr<Impl>& self) {
