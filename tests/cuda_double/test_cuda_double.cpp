@@ -139,6 +139,13 @@ bool same_bytes(const std::vector<T>& a, const std::vector<T>& b) {
   return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0;
 }
 
+// How often the kernel ran (by value: counters() returns a temporary).
+std::uint64_t launches(const std::string& kernel) {
+  const fc::Counters c = fc::counters();
+  auto it = c.kernel_launches.find(kernel);
+  return it == c.kernel_launches.end() ? 0 : it->second;
+}
+
 std::string thrown_message(const std::function<void()>& f) {
   try {
     f();
@@ -612,10 +619,10 @@ TEST_CASE(non_sticky_errors_stay_the_last_error_until_read) {
   OK(cudaGetLastError());
   // cudaErrorNotReady is a status, not an error.
   RawStream s;
+  std::function<void()> nothing = [] {};  // must outlive the hung stream's run of it
   {
     Hang hang(s.s);
     OK(cudaMemsetAsync(nullptr, 0, 0, s.s));
-    std::function<void()> nothing = [] {};
     OK(cudaLaunchHostFunc(s.s, run_function, &nothing));
     CHECK_CUDA(cudaStreamQuery(s.s), cudaErrorNotReady);
     OK(cudaGetLastError());
@@ -798,7 +805,7 @@ TEST_CASE(capture_rejects_syncs_and_unsafe_calls_and_is_invalidated) {
 
   // Capture misuse that invalidates nothing.
   CHECK_CUDA(cudaStreamBeginCapture(nullptr, cudaStreamCaptureModeGlobal), cudaErrorStreamCaptureUnsupported);
-  CHECK_CUDA(cudaStreamBeginCapture(s.s, static_cast<cudaStreamCaptureMode>(9)), cudaErrorInvalidValue);
+  CHECK_CUDA(cudaStreamBeginCapture(s.s, static_cast<cudaStreamCaptureMode>(3)  /* in the enum's range, no enumerator */), cudaErrorInvalidValue);
   CHECK_CUDA(cudaStreamEndCapture(s.s, &graph), cudaErrorIllegalState);
   OK(cudaStreamBeginCapture(s.s, cudaStreamCaptureModeThreadLocal));
   CHECK_CUDA(cudaStreamBeginCapture(s.s, cudaStreamCaptureModeThreadLocal), cudaErrorIllegalState);
@@ -1180,7 +1187,7 @@ TEST_CASE(threads_with_their_own_streams_agree_with_the_host) {
   }
   for (auto& th : threads) th.join();
   for (int t = 0; t < kThreads; ++t) CHECK_EQ(mismatches[static_cast<std::size_t>(t)], 0);
-  CHECK_EQ(fc::counters().kernel_launches["quantize_int8_linear"], static_cast<std::uint64_t>(kThreads * kRounds));
+  CHECK_EQ(launches("quantize_int8_linear"), static_cast<std::uint64_t>(kThreads * kRounds));
 }
 
 // ==================================================================== fastres's CUDA wrappers
@@ -1401,7 +1408,7 @@ TEST_CASE(wrapper_graph_capture_and_exec_replay) {
     std::memcpy(got.data(), host_out.p, kCount);
     CHECK(same_bytes(want, got));
   }
-  CHECK_EQ(fc::counters().kernel_launches["quantize_int8_linear"], 3u);
+  CHECK_EQ(launches("quantize_int8_linear"), 3u);
   CHECK_EQ(fc::counters().graph_launches, 3u);
   cu::GraphExec moved(std::move(exec));
   CHECK(!exec);
@@ -1818,7 +1825,7 @@ TEST_CASE(kernels_launch_only_on_the_current_devices_streams) {
     d_labels.reset();
     on1.reset();
   }
-  CHECK_EQ(fc::counters().kernel_launches["top1"], 3u);
+  CHECK_EQ(launches("top1"), 3u);
 }
 
 TEST_CASE(kernels_are_captured_and_replayed) {
@@ -1851,8 +1858,8 @@ TEST_CASE(kernels_are_captured_and_replayed) {
       CHECK_EQ(h_labels.as<std::int32_t>()[i], static_cast<std::int32_t>((slots[i] * 3) % kClasses));
     }
   }
-  CHECK_EQ(fc::counters().kernel_launches["gather_samples"], 3u);
-  CHECK_EQ(fc::counters().kernel_launches["top1"], 3u);
+  CHECK_EQ(launches("gather_samples"), 3u);
+  CHECK_EQ(launches("top1"), 3u);
   // A graph holds raw pointers: replaying it after freeing a buffer it uses is a bad access.
   d_batch = cu::DeviceBuffer();
   exec.launch(st.get());
