@@ -23,7 +23,14 @@ CudaRuntimeInfo cuda_runtime_info() {
   }
   for (int i = 0; i < count; ++i) {
     cudaDeviceProp prop{};
-    if (cudaGetDeviceProperties(&prop, i) != cudaSuccess) continue;
+    const cudaError_t prop_err = cudaGetDeviceProperties(&prop, i);
+    if (prop_err != cudaSuccess) {
+      // Skip the device, say why, and leave no error behind for an unrelated later call.
+      info.status += std::string(info.status.empty() ? "" : "; ") + "device " + std::to_string(i) +
+                     ": cudaGetDeviceProperties: " + cudaGetErrorName(prop_err);
+      cudaGetLastError();
+      continue;
+    }
     CudaDevice d;
     d.index = i;
     d.name = prop.name;

@@ -298,8 +298,9 @@ Executor::Impl::~Impl() {
   }
   if (n_retired.load() > 0 && engine->io().device == Device::kCuda) {
     // Work the watchdog gave up on may still be queued on the device: freeing its buffers,
-    // streams or the engine's per-slot state would wait for it, maybe forever. Park them for
-    // the life of the process instead (reachable, so leak checkers stay quiet).
+    // streams or the engine's per-slot state would wait for it, maybe forever (cudaFree and
+    // cudaFreeHost synchronise the device). Park them for the life of the process instead
+    // (reachable, so leak checkers stay quiet).
     static auto* parked = new std::vector<std::shared_ptr<void>>();
     static std::mutex parked_mu;
     std::lock_guard<std::mutex> lk(parked_mu);
@@ -308,6 +309,10 @@ Executor::Impl::~Impl() {
       parked->emplace_back(std::shared_ptr<EngineSlotState>(std::move(slot->engine_state)));
     }
     parked->emplace_back(std::shared_ptr<detail::PipelineFactory>(std::move(pipelines)));
+    // Freeing pinned memory synchronises the device too: the library stays, as does the engine
+    // (its own device memory).
+    parked->emplace_back(std::const_pointer_cast<SampleLibrary>(samples));
+    parked->emplace_back(engine);
   }
 }
 

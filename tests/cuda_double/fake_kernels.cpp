@@ -115,4 +115,15 @@ void hwc_u8_to_nchw_int8(std::int8_t* dst, const std::uint8_t* src, Nchw shape, 
   launch_hwc(dst, src, shape, means, stream, "hwc_u8_to_nchw_int8", hwc_u8_to_nchw_int8_host);
 }
 
+void timed_answer(std::int32_t* labels, const std::byte* inputs, std::size_t sample_bytes, std::size_t count,
+                  std::uint64_t spin_ns, cudaStream_t stream) {
+  detail::check_timed(labels, inputs, sample_bytes, count);
+  if (count == 0) return;
+  launch("timed_answer", stream, [=](const fake::KernelMemory& mem) {
+    mem.require(inputs, fake::bytes_of(count, sample_bytes));
+    mem.require(labels, fake::bytes_of(count, sizeof *labels));
+    timed_answer_host(labels, inputs, sample_bytes, count, spin_ns);
+  });
+}
+
 }  // namespace fastres::kernels

@@ -1866,15 +1866,14 @@ TEST_CASE(kernels_are_captured_and_replayed) {
   CHECK_THROWS(st.synchronize(), fastres::CudaError, "cudaErrorIllegalAddress");
 }
 
-// ==================================================================== known bugs in fastres's wrappers
-// Each case asserts what fastres should do and fails today: registered KNOWN_BUGS (WILL_FAIL) in
-// CMakeLists.txt until a fix in cpp/src/cuda/ makes it pass.
+// ==================================================================== bugs the double found
+// Each case failed against the wrappers as first written (they were registered KNOWN_BUGS) and
+// passes since the fix in cpp/src/cuda/ it names.
 
-// error.hpp: check() clears the last error "so a non-sticky failure does not resurface in a later
-// call". ~DeviceBuffer (like ~Stream, ~Event, ~Graph, ~GraphExec) ignores a failed call without
-// clearing it, and launch.cuh's check_launch reads cudaGetLastError after the next launch: that
-// launch is reported failed although its kernel was enqueued and runs.
-TEST_CASE(known_bug_a_failed_free_is_blamed_on_the_next_kernel_launch) {
+// ~DeviceBuffer (like ~Stream, ~Event, ~Graph, ~GraphExec) ignored a failed call without clearing
+// the last error, and launch.cuh's check_launch reads cudaGetLastError after the next launch: that
+// launch was reported failed although its kernel was enqueued and ran. Fixed by cuda::ignore().
+TEST_CASE(a_failed_free_is_not_blamed_on_the_next_kernel_launch) {
   Fresh fresh;
   cu::Stream st;
   cu::DeviceBuffer logits(10 * sizeof(float)), labels(sizeof(std::int32_t));
@@ -1890,19 +1889,20 @@ TEST_CASE(known_bug_a_failed_free_is_blamed_on_the_next_kernel_launch) {
   CHECK_EQ(launch_error, std::string("(nothing thrown)"));  // ...but its launch threw
 }
 
-// cuda_runtime_info() skips a device whose properties it cannot read, and leaves that error as the
-// last error, for the next check_launch to report.
-TEST_CASE(known_bug_cuda_runtime_info_leaves_an_unreadable_devices_error_behind) {
+// cuda_runtime_info() skipped a device whose properties it could not read and left that error as
+// the last error, for the next check_launch to report. Now it clears it and says so in `status`.
+TEST_CASE(cuda_runtime_info_skips_an_unreadable_device_and_leaves_no_error) {
   Fresh fresh;
   fc::fail_next("cudaGetDeviceProperties", cudaErrorInvalidDevice);
   const fastres::CudaRuntimeInfo info = fastres::cuda_runtime_info();
   CHECK_EQ(info.devices.size(), 1u);  // device 0 was skipped
   OK(cudaGetLastError());
+  CHECK(info.status.find("device 0: cudaGetDeviceProperties: cudaErrorInvalidDevice") != std::string::npos);
 }
 
-// Over-aligned requests ask cudaHostAlloc for bytes + alignment, but the fallback's warning
-// names the caller's byte count as the failed call's size.
-TEST_CASE(known_bug_pinned_fallback_warning_names_a_size_it_did_not_request) {
+// Over-aligned requests ask cudaHostAlloc for bytes + alignment; the fallback's warning named the
+// caller's byte count as the failed call's size. It names what was requested now.
+TEST_CASE(pinned_fallback_warning_names_the_size_it_requested) {
   Fresh fresh;
   cu::PinnedHostAllocator alloc([](const std::string&) {});
   fc::fail_next("cudaHostAlloc", cudaErrorMemoryAllocation);

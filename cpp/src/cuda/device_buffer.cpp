@@ -44,7 +44,7 @@ DeviceBuffer& DeviceBuffer::operator=(DeviceBuffer&& other) noexcept {
 
 void DeviceBuffer::release() noexcept {
   // cudaFree synchronises the device; with unified addressing any current device may free it.
-  if (data_ != nullptr) cudaFree(data_);
+  if (data_ != nullptr) ignore(cudaFree(data_));
   data_ = nullptr;
   bytes_ = 0;
 }

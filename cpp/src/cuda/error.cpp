@@ -16,4 +16,8 @@ void check(cudaError_t status, const char* call) {
 
 void check(cudaError_t status, const std::string& call) { check(status, call.c_str()); }
 
+void ignore(cudaError_t status) noexcept {
+  if (status != cudaSuccess) cudaGetLastError();
+}
+
 }  // namespace fastres::cuda

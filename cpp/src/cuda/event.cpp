@@ -13,14 +13,14 @@ Event::Event(EventWait wait, bool timing) {
 }
 
 Event::~Event() {
-  if (event_ != nullptr) cudaEventDestroy(event_);
+  if (event_ != nullptr) ignore(cudaEventDestroy(event_));
 }
 
 Event::Event(Event&& other) noexcept : event_(std::exchange(other.event_, nullptr)) {}
 
 Event& Event::operator=(Event&& other) noexcept {
   if (this != &other) {
-    if (event_ != nullptr) cudaEventDestroy(event_);
+    if (event_ != nullptr) ignore(cudaEventDestroy(event_));
     event_ = std::exchange(other.event_, nullptr);
   }
   return *this;

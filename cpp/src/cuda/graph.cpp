@@ -7,14 +7,14 @@
 namespace fastres::cuda {
 
 Graph::~Graph() {
-  if (graph_ != nullptr) cudaGraphDestroy(graph_);
+  if (graph_ != nullptr) ignore(cudaGraphDestroy(graph_));
 }
 
 Graph::Graph(Graph&& other) noexcept : graph_(std::exchange(other.graph_, nullptr)) {}
 
 Graph& Graph::operator=(Graph&& other) noexcept {
   if (this != &other) {
-    if (graph_ != nullptr) cudaGraphDestroy(graph_);
+    if (graph_ != nullptr) ignore(cudaGraphDestroy(graph_));
     graph_ = std::exchange(other.graph_, nullptr);
   }
   return *this;
@@ -26,7 +26,7 @@ Graph capture(cudaStream_t stream, const std::function<void()>& enqueue) {
     enqueue();
   } catch (...) {
     cudaGraph_t partial = nullptr;
-    if (cudaStreamEndCapture(stream, &partial) == cudaSuccess && partial != nullptr) cudaGraphDestroy(partial);
+    if (cudaStreamEndCapture(stream, &partial) == cudaSuccess && partial != nullptr) ignore(cudaGraphDestroy(partial));
     cudaGetLastError();
     throw;
   }
@@ -40,14 +40,14 @@ Graph capture(cudaStream_t stream, const std::function<void()>& enqueue) {
 GraphExec::GraphExec(const Graph& graph) { FASTRES_CUDA_CHECK(cudaGraphInstantiate(&exec_, graph.get(), 0)); }
 
 GraphExec::~GraphExec() {
-  if (exec_ != nullptr) cudaGraphExecDestroy(exec_);
+  if (exec_ != nullptr) ignore(cudaGraphExecDestroy(exec_));
 }
 
 GraphExec::GraphExec(GraphExec&& other) noexcept : exec_(std::exchange(other.exec_, nullptr)) {}
 
 GraphExec& GraphExec::operator=(GraphExec&& other) noexcept {
   if (this != &other) {
-    if (exec_ != nullptr) cudaGraphExecDestroy(exec_);
+    if (exec_ != nullptr) ignore(cudaGraphExecDestroy(exec_));
     exec_ = std::exchange(other.exec_, nullptr);
   }
   return *this;

@@ -46,10 +46,11 @@ void* PinnedHostAllocator::allocate(std::size_t bytes, std::size_t alignment) {
     p = align_up(base, alignment);
   } else {
     cudaGetLastError();
+    const std::size_t requested = a.alloc_bytes;  // what cudaHostAlloc was asked for
     p = pageable_.allocate(bytes, alignment);  // throws std::bad_alloc
     a.base = p;
     a.alloc_bytes = bytes;
-    std::string message = "cudaHostAlloc(" + std::to_string(a.alloc_bytes) + " bytes) failed: " + error_text(status) +
+    std::string message = "cudaHostAlloc(" + std::to_string(requested) + " bytes) failed: " + error_text(status) +
                           "; using pageable host memory instead (host-device copies are then synchronous and "
                           "slower). Raise the locked-memory limit (ulimit -l) or free pinned memory.";
     bool first = false;
@@ -76,8 +77,7 @@ void PinnedHostAllocator::deallocate(void* p, std::size_t, std::size_t) noexcept
     live_.erase(it);
   }
   if (a.pinned) {
-    cudaFreeHost(a.base);
-    cudaGetLastError();
+    ignore(cudaFreeHost(a.base));
   } else {
     pageable_.deallocate(a.base, a.alloc_bytes, a.alignment);
   }

@@ -13,14 +13,14 @@ Stream::Stream(bool non_blocking, int priority) {
 }
 
 Stream::~Stream() {
-  if (stream_ != nullptr) cudaStreamDestroy(stream_);
+  if (stream_ != nullptr) ignore(cudaStreamDestroy(stream_));
 }
 
 Stream::Stream(Stream&& other) noexcept : stream_(std::exchange(other.stream_, nullptr)) {}
 
 Stream& Stream::operator=(Stream&& other) noexcept {
   if (this != &other) {
-    if (stream_ != nullptr) cudaStreamDestroy(stream_);
+    if (stream_ != nullptr) ignore(cudaStreamDestroy(stream_));
     stream_ = std::exchange(other.stream_, nullptr);
   }
   return *this;

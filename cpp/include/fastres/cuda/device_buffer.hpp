@@ -29,7 +29,9 @@ class DeviceBuffer {
   int device() const noexcept { return device_; }
 
   // Asynchronous copies on `stream` of the first `bytes` bytes (throws InvalidArgument when
-  // bytes > size()). From pageable host memory the copy is synchronous with the host.
+  // bytes > size()). With pageable host memory CUDA only promises that a host-to-device copy has
+  // staged its source when the call returns; a copy into pageable memory may return before the
+  // bytes land: wait on the stream before reading them either way.
   void copy_from_host(const void* src, std::size_t bytes, cudaStream_t stream);
   void copy_to_host(void* dst, std::size_t bytes, cudaStream_t stream) const;
   // Sets every byte to `value` (asynchronously, on `stream`).

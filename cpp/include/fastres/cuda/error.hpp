@@ -16,6 +16,11 @@ std::string error_text(cudaError_t status);
 void check(cudaError_t status, const char* call);
 void check(cudaError_t status, const std::string& call);
 
+// For calls whose failure nobody can act on (destructors, cleanup after an error): drops the
+// status and, when it is an error, clears the runtime's last error, so that it is not reported
+// by a later, unrelated call (a kernel launch's check reads the last error). Never throws.
+void ignore(cudaError_t status) noexcept;
+
 }  // namespace fastres::cuda
 
 // Checks a runtime call, naming it as written: FASTRES_CUDA_CHECK(cudaStreamSynchronize(s)).
