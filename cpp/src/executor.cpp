@@ -121,7 +121,8 @@ struct Executor::Impl {
     std::vector<std::uint64_t> ids;
     std::vector<std::uint64_t> indices;
     std::uint64_t first_seq = 0;  // sequence number of ids[0]
-    std::string error;            // empty: the batch succeeded
+    std::string error;            // this batch's error; empty: it succeeded
+    std::string setup_error;      // the worker could not prepare its thread (CUDA device)
 
     std::atomic<std::uint64_t> word{kFree};      // batch count << 2 | SlotState
     std::atomic<std::int64_t> busy_since_ns{0};  // Clock time the batch was handed to the slot
@@ -561,7 +562,7 @@ void Executor::Impl::slot_loop(Slot& slot) {
       try {
         slot.pipeline->bind_thread();
       } catch (const std::exception& e) {
-        slot.error = e.what();  // run_batch reports it with the batch
+        slot.setup_error = e.what();  // every batch of this slot fails with it
       }
       bound = true;
     }
@@ -584,7 +585,7 @@ void Executor::Impl::run_batch(Slot& slot) {
   const detail::SlotRequest request{slot.ids.data(), slot.indices.data(), slot.ids.size()};
   const char* stage = "gathering its inputs";
   detail::StageTimes times;
-  std::string error = std::move(slot.error);
+  std::string error = slot.setup_error;
   slot.error.clear();
   if (error.empty()) {
     try {
@@ -641,26 +642,51 @@ void Executor::Impl::release_slot(std::size_t k) {
 
 void Executor::Impl::completion_loop() {
   t_executor_thread_owner = this;
+  std::size_t pending_in_a_row = 0;  // polled batches found not ready, one after another
   for (;;) {
     std::size_t k = 0;
+    std::size_t queued = 0;
     {
       std::unique_lock<std::mutex> lk(done_mu);
       done_cv.wait(lk, [this] { return !done.empty() || done_closing; });
       if (done.empty()) return;
       k = done.front();
       done.pop_front();
+      queued = done.size();
     }
     Slot& slot = *slots[k];
+    if (slot.give_up.load(std::memory_order_acquire)) continue;  // the watchdog completed it
     if (slot.error.empty()) {
       const auto t0 = Clock::now();
       try {
-        if (!slot.pipeline->wait(slot.give_up)) continue;  // the watchdog took the batch
+        if (slot.pipeline->polls()) {
+          if (!slot.pipeline->ready()) {
+            // Not yet: back of the queue, so a later batch that is ready is not held up behind
+            // this one. Rest a moment once every queued batch was found pending in turn.
+            {
+              std::lock_guard<std::mutex> lk(done_mu);
+              done.push_back(k);
+            }
+            if (++pending_in_a_row > queued) {
+              pending_in_a_row = 0;
+              if (config.use_spin_wait) {
+                std::this_thread::yield();
+              } else {
+                std::this_thread::sleep_for(std::chrono::microseconds(20));
+              }
+            }
+            continue;
+          }
+        } else {
+          slot.pipeline->wait();
+        }
       } catch (const std::exception& e) {
         slot.error = "engine '" + engine->name() + "': a batch of " + std::to_string(slot.ids.size()) +
                      " sample(s) on slot " + std::to_string(k) + " failed on the device: " + e.what();
       }
       ns_device_wait.fetch_add(elapsed_ns(t0, Clock::now()), std::memory_order_relaxed);
     }
+    pending_in_a_row = 0;
     // Only the watchdog can have moved the slot on from busy: then the batch is completed already.
     std::uint64_t word = slot.word.load(std::memory_order_acquire);
     if (state_of(word) != kBusy ||

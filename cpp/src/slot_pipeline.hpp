@@ -50,10 +50,17 @@ class SlotPipeline {
   // `stage` is set to what is being done, for the error message.
   virtual void run(const SlotRequest& request, StreamContext& ctx, StageTimes& times, const char*& stage) = 0;
 
-  // A completion thread, after run() returned normally: blocks until the answers are in host
-  // memory. Where the wait can be interrupted (polling), it returns false as soon as `give_up`
-  // is set (the watchdog took the batch). Throws CudaError for a device fault (the batch fails).
-  virtual bool wait(const std::atomic<bool>& give_up) = 0;
+  // Whether completion threads should poll this slot (ready()) instead of blocking in wait():
+  // when the watchdog may have to take a batch over, or spinning was asked for. Polling also
+  // lets a completion thread complete whichever batch is ready first instead of queueing every
+  // batch behind the oldest (which, if hung, would make them all look hung).
+  virtual bool polls() const noexcept { return false; }
+
+  // A completion thread, after run() returned normally. wait(): blocks until the answers are in
+  // host memory. ready(): whether they are, without waiting. Both throw CudaError for a device
+  // fault (the batch fails).
+  virtual void wait() = 0;
+  virtual bool ready() = 0;
 
   // The last batch's answers in host memory, [size, output_bytes]; writable by the executor (it
   // sets a failed batch's answers to 0xFF bytes). Valid until the next run().

@@ -200,6 +200,22 @@ TEST_CASE(engine_errors_fail_their_batches_once_and_are_reported) {
   ex.stop();
 }
 
+TEST_CASE(a_failed_batch_does_not_fail_the_slots_next_batch) {
+  auto sink = std::make_shared<RecordingSink>();
+  auto engine = std::make_shared<EchoInputEngine>(256, 0us, /*fail_every=*/100);  // index 0 fails
+  Executor ex(engine, testing::make_library(8), make_config(4, 1, 1, 0), sink);  // one slot
+  ex.submit(std::vector<std::uint64_t>{10}, std::vector<std::uint64_t>{0});
+  CHECK_THROWS(ex.flush(), fastres::EngineError, "is cursed");
+  ex.submit(std::vector<std::uint64_t>{11, 12}, std::vector<std::uint64_t>{1, 2});
+  ex.flush();  // the same slot runs it, and it succeeds
+  const auto records = sink->records();
+  CHECK(records.at(10).failed);
+  CHECK(!records.at(11).failed && !records.at(12).failed);
+  CHECK_EQ(records.at(12).label, 2);
+  CHECK_EQ(ex.stats().failed_batches, 1u);
+  ex.stop();
+}
+
 TEST_CASE(sink_errors_are_recorded_and_reported_by_stop) {
   auto recorder = std::make_shared<RecordingSink>();
   std::atomic<int> calls{0};

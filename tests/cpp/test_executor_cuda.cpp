@@ -430,6 +430,30 @@ TEST_CASE(watchdog_takes_a_batch_whose_device_work_hangs) {
   fake::reset();  // joins the stream workers, the released one included
 }
 
+TEST_CASE(polling_completes_ready_batches_while_an_older_one_is_pending) {
+  fake::reset();
+  auto sink = std::make_shared<RecordingSink>();
+  auto engine = std::make_shared<ProbeEngine>();
+  engine->hang_index_ = 0;
+  auto config = cuda_config(1, 3);
+  config.use_spin_wait = true;  // completion threads poll
+  config.run_infer_on_copy_streams = true;
+  {
+    Executor ex(engine, pinned_library(8), config, sink);
+    ex.submit(std::vector<std::uint64_t>{0}, std::vector<std::uint64_t>{0});
+    for (int i = 0; i < 200 && engine->hung_stream_.load() == nullptr; ++i) std::this_thread::sleep_for(5ms);
+    CHECK(engine->hung_stream_.load() != nullptr);
+    ex.submit(std::vector<std::uint64_t>{1, 2, 3, 4}, std::vector<std::uint64_t>{1, 2, 3, 4});
+    // One completion thread, the oldest batch still on the device: the newer ones complete.
+    CHECK(sink->wait_for_completed(4));
+    CHECK(sink->records().count(0) == 0);
+    fake::hang_stream(engine->hung_stream_.load(), false);
+    ex.flush();
+    ex.stop();
+  }
+  check_answers(*sink, {0, 1, 2, 3, 4});
+}
+
 TEST_CASE(missing_devices_are_unavailable_before_any_work) {
   fake::reset();
   auto sink = std::make_shared<RecordingSink>();

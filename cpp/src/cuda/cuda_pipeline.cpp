@@ -66,7 +66,9 @@ class CudaPipeline final : public SlotPipeline {
   }
 
   void run(const SlotRequest& request, StreamContext& ctx, StageTimes& times, const char*& stage) override;
-  bool wait(const std::atomic<bool>& give_up) override;
+  bool polls() const noexcept override { return polls_; }
+  void wait() override { output_copied_.synchronize(); }  // sleeps in the driver (blocking-sync event)
+  bool ready() override { return output_copied_.query(); }
   std::byte* responses() override { return host_output_.data(); }
 
   cudaStream_t copy_stream() const noexcept { return copy_stream_.get(); }
@@ -87,6 +89,7 @@ class CudaPipeline final : public SlotPipeline {
   std::vector<std::uint32_t> slots_;
   std::vector<cuda::GraphExec> graphs_;  // [batch size]; empty until captured
   bool graphs_off_ = false;
+  bool polls_ = false;
   std::size_t last_size_ = 0;
 };
 
@@ -197,7 +200,8 @@ CudaPipeline::CudaPipeline(CudaPipelines& owner, DeviceShared& shared, std::size
       host_output_(owner.batch_size * owner.output_bytes, owner.allocator),
       host_slots_(owner.config.start_from_device ? owner.batch_size * sizeof(std::uint32_t) : 0, owner.allocator),
       slots_(owner.batch_size),
-      graphs_(owner.graphs ? owner.batch_size + 1 : 0) {}
+      graphs_(owner.graphs ? owner.batch_size + 1 : 0),
+      polls_(owner.config.use_spin_wait || owner.config.watchdog_ms > 0) {}
 
 const std::byte* CudaPipeline::prepare_input(const SlotRequest& request, bool& bound) {
   const std::size_t bytes = owner_.input_bytes;
@@ -317,25 +321,6 @@ void CudaPipeline::drain() noexcept {
   cudaStreamSynchronize(copy_stream_.get());
   for (auto& s : shared_.infer_streams) cudaStreamSynchronize(s.get());
   cudaGetLastError();
-}
-
-bool CudaPipeline::wait(const std::atomic<bool>& give_up) {
-  // Poll when the watchdog may need to take the batch over, or when spinning was asked for;
-  // otherwise sleep in the driver until the output event fires.
-  const bool poll = owner_.config.use_spin_wait || owner_.config.watchdog_ms > 0;
-  if (!poll) {
-    output_copied_.synchronize();
-    return true;
-  }
-  for (;;) {
-    if (output_copied_.query()) return true;
-    if (give_up.load(std::memory_order_acquire)) return false;
-    if (owner_.config.use_spin_wait) {
-      std::this_thread::yield();
-    } else {
-      std::this_thread::sleep_for(std::chrono::microseconds(20));
-    }
-  }
 }
 
 }  // namespace
