@@ -203,6 +203,8 @@ struct TensorRTEngine::DevicePlan {
   int device = 0;
   std::unique_ptr<nvinfer1::IRuntime> runtime;
   std::unique_ptr<nvinfer1::ICudaEngine> engine;  // destroyed before the runtime
+  std::mutex mu;
+  std::vector<bool> held;  // [profile]: taken by a live slot of this device
 
   ~DevicePlan() {
     try {
@@ -221,6 +223,7 @@ std::shared_ptr<TensorRTEngine::DevicePlan> TensorRTEngine::deserialize(int devi
   logger.clear_thread_error();
   auto plan = std::make_shared<DevicePlan>();
   plan->device = device;
+  plan->held.assign(static_cast<std::size_t>(std::max(profiles_, 1)), false);
   plan->runtime.reset(nvinfer1::createInferRuntime(*static_cast<nvinfer1::ILogger*>(logger.trt_logger())));
   if (!plan->runtime) {
     throw EngineError("TensorRT engine '" + options_.name + "': createInferRuntime failed: " + trt_message("") +
@@ -273,6 +276,7 @@ TensorRTEngine::TensorRTEngine(std::vector<char> plan, TensorRTOptions options)
   }
   auto first = deserialize(options_.device);
   read_io(*first->engine);
+  first->held.assign(static_cast<std::size_t>(profiles_), false);
   plans_.emplace(options_.device, std::move(first));
 }
 
@@ -436,23 +440,21 @@ void TensorRTEngine::read_io(const nvinfer1::ICudaEngine& engine) {
 
 // ---------------------------------------------------------------- slots
 
-namespace {
-
-struct TensorRTSlot final : EngineSlotState {
-  std::shared_ptr<void> plan;  // keeps the device's runtime and engine alive past the engine object
+struct TensorRTEngine::Slot final : EngineSlotState {
+  std::shared_ptr<DevicePlan> plan;  // keeps the device's runtime and engine alive past the engine object
   int device = 0;
   std::size_t slot = 0;
-  int profile = 0;
+  int profile = -1;
   std::pair<std::int64_t, std::int64_t> batches{1, 1};
   std::unique_ptr<nvinfer1::IExecutionContext> context;
-  cuda::DeviceBuffer answer;            // the plan's answer tensor, when a kernel converts it
+  cuda::DeviceBuffer answer;               // the plan's answer tensor, when a kernel converts it
   std::vector<cuda::DeviceBuffer> extras;  // outputs fastres does not read
   // What the context holds now, so unchanged calls are skipped.
   std::int64_t shaped = -1;
   const void* bound_input = nullptr;
   void* bound_answer = nullptr;
 
-  ~TensorRTSlot() override {
+  ~Slot() override {
     try {
       cuda::DeviceGuard guard(device);
       context.reset();
@@ -460,18 +462,33 @@ struct TensorRTSlot final : EngineSlotState {
       answer = cuda::DeviceBuffer();
     } catch (...) {
     }
+    if (plan && profile >= 0) {
+      std::lock_guard<std::mutex> lk(plan->mu);
+      plan->held[static_cast<std::size_t>(profile)] = false;
+    }
   }
 };
-
-}  // namespace
 
 std::unique_ptr<EngineSlotState> TensorRTEngine::create_slot_state(const StreamContext& ctx) {
   const int device = ctx.cuda_device >= 0 ? ctx.cuda_device : options_.device;
   auto plan = plan_on(device);
-  auto state = std::make_unique<TensorRTSlot>();
+  auto state = std::make_unique<Slot>();
   state->device = device;
   state->slot = ctx.slot;
-  state->profile = static_cast<int>(ctx.slot % static_cast<std::size_t>(profiles_));
+  {
+    std::lock_guard<std::mutex> lk(plan->mu);
+    const auto free = std::find(plan->held.begin(), plan->held.end(), false);
+    if (free == plan->held.end()) {
+      throw InvalidArgument(name() + ": slot " + std::to_string(ctx.slot) + " on CUDA device " +
+                            std::to_string(device) + " finds all " + std::to_string(profiles_) +
+                            " optimization profiles taken by the device's other slots; execution contexts that run "
+                            "concurrently need distinct profiles: lower copy_streams to " + std::to_string(profiles_) +
+                            " or rebuild the plan with one profile per copy stream");
+    }
+    *free = true;
+    state->profile = static_cast<int>(free - plan->held.begin());
+  }
+  state->plan = plan;  // from here on, the slot's destructor gives the profile back
   state->batches = profile_batches_[static_cast<std::size_t>(state->profile)];
   const std::string where = name() + " slot " + std::to_string(ctx.slot) + " (CUDA device " + std::to_string(device) +
                             ", profile " + std::to_string(state->profile) + ")";
@@ -497,12 +514,11 @@ std::unique_ptr<EngineSlotState> TensorRTEngine::create_slot_state(const StreamC
                         trt_message(""));
     }
   }
-  state->plan = plan;
   return state;
 }
 
 void TensorRTEngine::enqueue(const Batch& batch, StreamContext& ctx) {
-  auto* slot = dynamic_cast<TensorRTSlot*>(ctx.engine_state);
+  auto* slot = dynamic_cast<Slot*>(ctx.engine_state);
   if (slot == nullptr) {
     throw EngineError(name() + ": enqueue on slot " + std::to_string(ctx.slot) +
                       " without its execution context (create_slot_state was not called for it)");

@@ -7,9 +7,11 @@
 //   dynamic batch dimension (-1), per-sample dims fixed; one answer tensor (int32 or int64 labels
 //   [N] or [N, 1], or float32 logits [N, C]); further outputs are written to per-slot scratch.
 //   max_batch is the smallest maximum batch over the plan's optimization profiles.
-// * Each stream slot gets its own IExecutionContext, on optimization profile (slot mod the plan's
-//   profile count), selected with setOptimizationProfileAsync on the slot's copy stream: contexts
-//   that run concurrently need distinct profiles, so fastres's builder makes one per copy stream.
+// * Each stream slot gets its own IExecutionContext on its own optimization profile, selected with
+//   setOptimizationProfileAsync on the slot's copy stream: contexts of one engine that run
+//   concurrently need distinct profiles, so a slot takes the lowest profile no other live slot of
+//   its device holds (slot k of one device: profile k), and a device with more slots than the plan
+//   has profiles is refused. fastres's builder makes one profile per copy stream.
 // * enqueue(): setInputShape with the batch size, setTensorAddress for every IO tensor (only when
 //   they changed), enqueueV3 on the batch's stream, then, unless the plan answers int32 labels
 //   without an offset straight into the output, one small kernel on the same stream (int64 ->
@@ -108,8 +110,9 @@ class TensorRTEngine final : public Engine {
 
   const EngineIO& io() const noexcept override { return io_; }
   std::string name() const override { return "tensorrt:" + options_.name; }
-  // On the constructing thread, the slot's device current: an execution context on profile
-  // (slot mod profiles()), set on ctx.stream, plus the slot's scratch buffers.
+  // On the constructing thread, the slot's device current: an execution context on a profile no
+  // other slot of the device holds, set on ctx.stream, plus the slot's scratch buffers. Throws
+  // InvalidArgument when every profile is taken (more copy streams than profiles).
   std::unique_ptr<EngineSlotState> create_slot_state(const StreamContext& ctx) override;
   // On the slot's thread: see the file comment. Thread-safe across slots.
   void enqueue(const Batch& batch, StreamContext& ctx) override;
@@ -127,6 +130,7 @@ class TensorRTEngine final : public Engine {
 
  private:
   struct DevicePlan;
+  struct Slot;
   std::shared_ptr<DevicePlan> plan_on(int device);
   std::shared_ptr<DevicePlan> deserialize(int device) const;
   void read_io(const nvinfer1::ICudaEngine& engine);
