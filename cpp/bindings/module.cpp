@@ -13,6 +13,10 @@ void bind_executor(py::module_& m);
 void bind_loadgen_sink(py::module_& m);
 // cpp/bindings/kernel_bindings.cpp: the submodule kernels (host twins and CUDA kernels).
 void bind_kernels(py::module_& m);
+#if defined(FASTRES_WITH_TENSORRT)
+// cpp/bindings/tensorrt_bindings.cpp: TensorRTEngine and TensorRT's log (TensorRT builds only).
+void bind_tensorrt(py::module_& m);
+#endif
 
 namespace {
 
@@ -44,6 +48,9 @@ PYBIND11_MODULE(_core, m) {
   bind_executor(m);
   bind_loadgen_sink(m);
   bind_kernels(m);
+#if defined(FASTRES_WITH_TENSORRT)
+  bind_tensorrt(m);
+#endif
 
   m.def("build_info", [] {
     auto b = fastres::build_info();

@@ -82,6 +82,16 @@ void relayout_int8_chw4_host(std::int8_t* dst, const std::int8_t* src, Nchw shap
   chw4_host(dst, src, shape);
 }
 
+void narrow_labels_host(std::int32_t* labels, const std::int64_t* src, std::size_t count, std::int32_t offset) {
+  detail::check_elementwise(labels, src, count, "narrow_labels");
+  for (std::size_t i = 0; i < count; ++i) labels[i] = narrow_label(src[i], offset);
+}
+
+void narrow_labels_host(std::int32_t* labels, const std::int32_t* src, std::size_t count, std::int32_t offset) {
+  detail::check_elementwise(labels, src, count, "narrow_labels");
+  for (std::size_t i = 0; i < count; ++i) labels[i] = narrow_label(src[i], offset);
+}
+
 void top1_host(std::int32_t* labels, const float* logits, std::size_t rows, std::size_t classes,
                std::int32_t offset) {
   detail::check_top1(labels, logits, rows, classes);

@@ -89,6 +89,37 @@ class PythonEngine(Engine):
         graph_capturable: bool = False,
     ) -> None: ...
 
+class TensorRTEngine(Engine):
+    """TensorRT builds only (FASTRES_WITH_TENSORRT): a serialized plan run by the executor on CUDA,
+    an execution context on its own optimization profile per stream slot."""
+
+    def __init__(
+        self,
+        plan: str,
+        *,
+        input_name: str = "",
+        output_name: str = "",
+        label_offset: int = 0,
+        device: int = 0,
+        graph_capturable: bool = True,
+        name: str = "",
+    ) -> None: ...
+    @property
+    def tensors(self) -> list[dict[str, Any]]: ...
+    @property
+    def input_name(self) -> str: ...
+    @property
+    def output_name(self) -> str: ...
+    @property
+    def answer(self) -> Literal["labels", "narrowed labels", "logits"]: ...
+    @property
+    def label_offset(self) -> int: ...
+    @property
+    def profiles(self) -> int: ...
+    @property
+    def devices(self) -> list[int]: ...
+    def profile_batch(self, profile: int) -> tuple[int, int]: ...
+
 class TimedEngine(Engine):
     """CUDA builds only: a kernel of known cost per batch answering each sample's first int32."""
 

@@ -57,6 +57,27 @@ TEST_CASE(top1_follows_numpy_argmax_ties_lowest_first_nan_wins) {
   CHECK_EQ(k::argmax_combine(k::argmax_identity(), a).index, 7);
 }
 
+TEST_CASE(narrow_labels_subtract_the_offset_and_map_out_of_range_to_minus_one) {
+  // Worked by hand: ArgMax indices of a 1001-class model (class 0 = background) minus 1.
+  const std::vector<std::int64_t> wide{1, 1000, 0, 2147483648LL, -2147483647LL, 5};
+  std::vector<std::int32_t> labels(wide.size(), 99);
+  k::narrow_labels_host(labels.data(), wide.data(), wide.size(), 1);
+  const std::vector<std::int32_t> want{0, 999, -1, 2147483647, -2147483647 - 1, 4};
+  CHECK(labels == want);
+  // Below INT32_MIN after the offset, and above INT32_MAX without one: -1, not a wrapped label.
+  const std::vector<std::int64_t> out_of_range{-2147483648LL, 4294967296LL + 7};
+  std::vector<std::int32_t> two(2, 99);
+  k::narrow_labels_host(two.data(), out_of_range.data(), 2, 1);
+  CHECK_EQ(two[0], -1);
+  k::narrow_labels_host(two.data(), out_of_range.data() + 1, 1, 0);
+  CHECK_EQ(two[0], -1);
+  // The int32 source, in place.
+  std::vector<std::int32_t> in_place{1, 2, 1001};
+  k::narrow_labels_host(in_place.data(), in_place.data(), 3, 1);
+  CHECK(in_place == (std::vector<std::int32_t>{0, 1, 1000}));
+  CHECK_THROWS(k::narrow_labels_host(nullptr, wide.data(), 1, 0), fastres::InvalidArgument, "narrow_labels: dst is null");
+}
+
 TEST_CASE(hwc_to_nchw_subtracts_the_means_in_float_and_quantizes) {
   const k::Nchw shape{1, 3, 1, 2};
   const std::vector<std::uint8_t> img{0, 128, 255, /**/ 200, 117, 104};

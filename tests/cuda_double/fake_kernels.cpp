@@ -106,6 +106,28 @@ void top1(std::int32_t* labels, const float* logits, std::size_t rows, std::size
   });
 }
 
+void narrow_labels(std::int32_t* labels, const std::int64_t* src, std::size_t count, std::int32_t offset,
+                   cudaStream_t stream) {
+  detail::check_elementwise(labels, src, count, "narrow_labels");
+  if (count == 0) return;
+  launch("narrow_labels", stream, [=](const fake::KernelMemory& mem) {
+    mem.require(src, fake::bytes_of(count, sizeof *src));
+    mem.require(labels, fake::bytes_of(count, sizeof *labels));
+    narrow_labels_host(labels, src, count, offset);
+  });
+}
+
+void narrow_labels(std::int32_t* labels, const std::int32_t* src, std::size_t count, std::int32_t offset,
+                   cudaStream_t stream) {
+  detail::check_elementwise(labels, src, count, "narrow_labels");
+  if (count == 0) return;
+  launch("narrow_labels", stream, [=](const fake::KernelMemory& mem) {
+    mem.require(src, fake::bytes_of(count, sizeof *src));
+    mem.require(labels, fake::bytes_of(count, sizeof *labels));
+    narrow_labels_host(labels, src, count, offset);
+  });
+}
+
 void hwc_u8_to_nchw_f32(float* dst, const std::uint8_t* src, Nchw shape, ChannelMeans means, cudaStream_t stream) {
   launch_hwc(dst, src, shape, means, stream, "hwc_u8_to_nchw_f32", hwc_u8_to_nchw_f32_host);
 }

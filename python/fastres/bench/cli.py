@@ -203,23 +203,31 @@ def _validate(args: argparse.Namespace) -> dict[str, Any]:
     plan["find_peak"], plan["find_peak_why_off"] = _resolve_find_peak(args, plan)
     plan["sweep"] = _validate_sweep(args, plan)
     if "native" in plan["suts"]:
-        from ..sut.native import make_config
+        from ..sut.native import engine_device, make_config
 
+        if args.engine == "tensorrt":  # fail before any work when TensorRT is missing
+            from ..engines.tensorrt import check_available
+
+            check_available()
         for knob in ("batch_timeout_us", "deque_limit"):
             if getattr(args, knob) is not None and getattr(args, knob) < 0:
                 raise InvalidArgument(f"--{knob.replace('_', '-')} must be >= 0, got {getattr(args, knob)}")
         for scenario in plan["scenarios"]:
-            _check_config(make_config(scenario, **_native_knobs(args)))
+            device = engine_device(args.engine)
+            _check_config(make_config(scenario, device=device, **_native_knobs(args)), device)
     if args.model is not None:
         from ..model import check_model
         check_model(args.model, args.input_name, args.output_name, args.data_format)
     return plan
 
 
-def _check_config(config: Any) -> None:
+def _check_config(config: Any, device: str = "cpu") -> None:
     from .. import _core
-    from ..sut.native import check_buffers
+    from ..sut.native import DEFAULT_KNOBS, check_buffers
 
+    if device == "cuda":  # the CPU null engine refuses CUDA knobs: check the others on it
+        config = _core.ExecutorConfig(watchdog_ms=int(config.watchdog_ms),
+                                      **{k: int(getattr(config, k)) for k in DEFAULT_KNOBS})
     config.validate(_core.NullEngine(max_batch=int(config.batch_size)))
     check_buffers(config, 3 * 224 * 224 * 4)
 
@@ -440,9 +448,10 @@ def _native_engine(args: argparse.Namespace, model: Path, store: Any, scenario: 
                    knobs: dict[str, int] | None = None) -> tuple[Any, Any]:
     """The native engine and config for a scenario, built once per invocation and setting
     (ONNX Runtime sessions take seconds to create) and shared by the runs."""
-    from ..sut.native import make_config, make_engine
+    from ..sut.native import engine_device, make_config, make_engine
 
-    config = make_config(scenario, **{**_native_knobs(args), **(knobs or {})})
+    config = make_config(scenario, device=engine_device(args.engine),
+                         **{**_native_knobs(args), **(knobs or {})})
     key = (args.engine, str(model), repr(config))
     if key not in _ENGINES:
         extra: dict[str, Any] = {}

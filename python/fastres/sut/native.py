@@ -30,8 +30,8 @@ from ..errors import InvalidArgument
 #: Engines for the native SUT. ``onnxruntime``: the fp32 model as given (what the reference
 #: runs); ``onnxruntime-int8`` / ``openvino-int8``: the calibrated INT8 model (CPU Q/DQ form, see
 #: :mod:`fastres.engines.quantize`) in ONNX Runtime / OpenVINO; ``null``: no model, measures the
-#: harness.
-ENGINES = ("openvino-int8", "onnxruntime-int8", "onnxruntime", "null", "torch")
+#: harness; ``tensorrt``: a TensorRT plan (:mod:`fastres.engines.tensorrt`) on a GPU.
+ENGINES = ("openvino-int8", "onnxruntime-int8", "onnxruntime", "null", "torch", "tensorrt")
 #: The engine ``python -m fastres.bench`` gives the native SUT unless told otherwise: the
 #: fastest on this project's CPUs by ``bench/cpu_engines.py`` (see bench/RESULTS.md), OpenVINO
 #: over the INT8 CPU form with one stream per slot. openvino is a core dependency; where it
@@ -145,6 +145,8 @@ def engine_device(name: str) -> str:
     """"cuda" or "cpu": where the named engine runs, hence which knobs it takes
     (:data:`GPU_SCENARIO_KNOBS` and the CUDA knobs on "cuda"). ``torch`` runs on a GPU when
     PyTorch is installed and sees one."""
+    if name == "tensorrt":
+        return "cuda"
     if name == "torch" and importlib.util.find_spec("torch") is not None:
         import torch
 
@@ -227,6 +229,13 @@ def make_engine(name: str, store: Any, config: Any, *, model: str | os.PathLike[
     - ``torch``: ``model`` run by PyTorch (:mod:`fastres.engines.torch`, op by op from the ONNX
       graph), on a CUDA device when PyTorch sees one (fp16, the executor's device buffers and
       the slot's stream, no host copies), else on the CPU; needs ``pip install torch``.
+    - ``tensorrt``: a TensorRT plan built from ``model`` (:func:`fastres.engines.tensorrt.build_engine`:
+      INT8 from the calibrated Q/DQ model, one optimization profile per copy stream, max batch
+      ``config.batch_size``; the input format follows the store: fp32, or int8_linear for an
+      int8 [3, 224, 224] store), cached under ``<cache_dir>/tensorrt/`` and run by the native
+      engine on CUDA (``make_config(..., device="cuda")``). Needs TensorRT's Python package and a
+      fastres build with ``FASTRES_WITH_TENSORRT``; :class:`fastres.errors.Unavailable` says which
+      is missing before any work.
     - ``null``: no work, measures the harness.
 
     Keyword arguments for the INT8 engines (ignored by the others):
@@ -251,6 +260,10 @@ def make_engine(name: str, store: Any, config: Any, *, model: str | os.PathLike[
         raise InvalidArgument(f"unknown engine {name!r}; choose one of {', '.join(ENGINES)}")
     if model is None:
         raise InvalidArgument(f"the {name} engine needs a model: pass model=...")
+    if name == "tensorrt":
+        return _tensorrt_engine(store, config, model, dtype=dtype, shape=shape, cache_dir=cache_dir,
+                                calibration=calibration, calibration_method=calibration_method,
+                                input_name=input_name, output_name=output_name, quiet=quiet)
     if dtype != "float32":
         raise InvalidArgument(f"the {name} engine takes fp32 samples; the store holds "
                               f"{getattr(store, 'format', dtype)}")
@@ -295,6 +308,33 @@ def make_engine(name: str, store: Any, config: Any, *, model: str | os.PathLike[
                                 hint="LATENCY" if slots == 1 else "THROUGHPUT")
     fn.warm_up()
     return _core.PythonEngine(fn, dtype, shape, int(config.batch_size))
+
+
+def _tensorrt_engine(store: Any, config: Any, model: Any, *, dtype: str, shape: tuple[int, ...],
+                     cache_dir: Any, calibration: Any, calibration_method: str, input_name: str,
+                     output_name: str, quiet: bool) -> Any:
+    from ..engines import tensorrt as trt_engines
+
+    trt_engines.check_available()  # before calibrating or building anything
+    if dtype == "float32":
+        input_format = "fp32"
+    elif dtype == "int8" and len(shape) == 3:
+        input_format = "int8_linear"
+    else:
+        raise InvalidArgument(f"the tensorrt engine takes fp32 or int8_linear samples; the store "
+                              f"holds {getattr(store, 'format', dtype)} {list(shape)}")
+    devices = list(getattr(config, "devices", []) or [0])
+    options = trt_engines.BuildOptions(precision="int8", input_format=input_format,
+                                       batch_size=int(config.batch_size),
+                                       profiles=int(config.copy_streams), device=devices[0])
+    models = int8_models(store, model, cache_dir=cache_dir, calibration=calibration,
+                         calibration_method=calibration_method, input_name=input_name,
+                         output_name=output_name, quiet=quiet)
+    plan = trt_engines.build_engine(model, options,
+                                    default_cache_dir(store) if cache_dir is None else cache_dir,
+                                    int8=models, input_name=input_name, output_name=output_name,
+                                    quiet=quiet)
+    return trt_engines.load_engine(plan, device=devices[0])
 
 
 class NativeSUT:

@@ -99,6 +99,15 @@ FASTRES_HD std::int32_t top1_label(ArgMax best, std::int32_t offset) {
   return static_cast<std::int32_t>(static_cast<std::int64_t>(best.index) - offset);
 }
 
+// ---------------------------------------------------------------- label narrowing
+// An engine's integer label (int64 from an ONNX ArgMax, or int32) as fastres's int32 answer:
+// label - offset (offset 1 for models whose class 0 is the background). A result outside int32
+// becomes -1, which is no ImageNet class, instead of a wrapped value that could be one.
+FASTRES_HD std::int32_t narrow_label(std::int64_t label, std::int32_t offset) {
+  const std::int64_t v = label - static_cast<std::int64_t>(offset);
+  return (v < INT32_MIN || v > INT32_MAX) ? -1 : static_cast<std::int32_t>(v);
+}
+
 // ---------------------------------------------------------------- uint8 HWC -> NCHW
 // Decoded RGB images (DALI's output) as the reference preprocesses them: float32(pixel) minus the
 // channel's mean, in float32 (as `rgb.astype(np.float32) - MEANS_RGB`), then for int8 output

@@ -59,6 +59,12 @@ void relayout_int8_chw4_host(std::int8_t* dst, const std::int8_t* src, Nchw shap
 void top1_host(std::int32_t* labels, const float* logits, std::size_t rows, std::size_t classes,
                std::int32_t offset);
 
+// labels[i] = narrow_label(src[i], offset) for i < count: an engine's int64 (or int32) labels as
+// fastres's int32 answers, minus the background offset (elementwise.hpp). In place is not
+// allowed for the int64 source; the int32 one may be labels itself.
+void narrow_labels_host(std::int32_t* labels, const std::int64_t* src, std::size_t count, std::int32_t offset);
+void narrow_labels_host(std::int32_t* labels, const std::int32_t* src, std::size_t count, std::int32_t offset);
+
 // uint8 HWC RGB [n, h, w, 3] -> NCHW [n, 3, h, w]: float32(pixel) - means[c] (shape.c must be 3),
 // as fp32 or quantized like int8_linear.
 void hwc_u8_to_nchw_f32_host(float* dst, const std::uint8_t* src, Nchw shape, ChannelMeans means = {});
@@ -80,6 +86,10 @@ void quantize_int8_chw4(std::int8_t* dst, const float* src, Nchw shape, cudaStre
 void relayout_int8_chw4(std::int8_t* dst, const std::int8_t* src, Nchw shape, cudaStream_t stream);
 void top1(std::int32_t* labels, const float* logits, std::size_t rows, std::size_t classes, std::int32_t offset,
           cudaStream_t stream);
+void narrow_labels(std::int32_t* labels, const std::int64_t* src, std::size_t count, std::int32_t offset,
+                   cudaStream_t stream);
+void narrow_labels(std::int32_t* labels, const std::int32_t* src, std::size_t count, std::int32_t offset,
+                   cudaStream_t stream);
 void hwc_u8_to_nchw_f32(float* dst, const std::uint8_t* src, Nchw shape, ChannelMeans means, cudaStream_t stream);
 void hwc_u8_to_nchw_int8(std::int8_t* dst, const std::uint8_t* src, Nchw shape, ChannelMeans means,
                          cudaStream_t stream);
