@@ -83,6 +83,8 @@ __all__ = [
     "parse_detail",
     "accuracy_from_log",
     "LOG_FILES",
+    "ResponseAccount",
+    "account_responses",
 ]
 
 SCENARIOS = ("SingleStream", "MultiStream", "Server", "Offline")
@@ -625,9 +627,14 @@ def run_test(sut: int | SUTHandle, qsl: int | QSLHandle, settings: lg.TestSettin
     global): concurrent calls wait for each other.
 
     ``quick`` defaults to true when :func:`make_settings` made quick settings or when
-    ``min_duration_ms`` is below mlperf.conf's 600 s (a user.conf can lower it). ``audit_config`` defaults to
-    ``<output_dir>/audit.config`` (LoadGen's default is relative to the working directory,
-    which would let a stray file there change the run).
+    ``min_duration_ms`` is below mlperf.conf's 600 s (a user.conf can lower it).
+
+    ``audit_config`` is the compliance audit file LoadGen applies to this test (see
+    :mod:`fastres.bench.audit`, which writes one into the run's folder and deletes it after
+    the run). Without it LoadGen is pointed at ``<output_dir>/audit.config``, never at the
+    working folder (LoadGen's default), so a stray file there cannot change an ordinary run;
+    and a run refuses a folder that still holds an ``audit.config`` (left by an audit that was
+    killed), rather than report an audit run as an ordinary result.
     """
     if not isinstance(settings, lg.TestSettings):
         raise InvalidArgument(
@@ -648,8 +655,15 @@ def run_test(sut: int | SUTHandle, qsl: int | QSLHandle, settings: lg.TestSettin
     log_settings = lg.LogSettings()
     log_settings.log_output = log_output
     log_settings.enable_trace = bool(enable_trace)
-    audit = str(Path(audit_config).expanduser().resolve()) if audit_config is not None \
-        else str(out / "audit.config")
+    if audit_config is not None:
+        audit = str(Path(audit_config).expanduser().resolve())
+    else:
+        audit = str(out / "audit.config")
+        if Path(audit).exists():
+            raise InvalidArgument(
+                f"{audit} exists: an audit.config left by an interrupted compliance audit "
+                "would turn this run into an audit; delete it (fastres writes its own for "
+                "--audit and removes it after the run)")
 
     sut_handle = int(sut.handle if isinstance(sut, _Handle) else sut)
     qsl_handle = int(qsl.handle if isinstance(qsl, _Handle) else qsl)
@@ -879,3 +893,85 @@ def accuracy_from_log(path: str | os.PathLike[str], labels: Sequence[int] | np.n
     total = len(seen)
     return AccuracyResult(good=good, total=total, accuracy=100.0 * good / total,
                           entries=len(entries), dtype=dtype)
+
+
+# --------------------------------------------------------------------------------------------
+# response accounting: LoadGen's own logs as the oracle for "every response exactly once"
+
+
+@dataclasses.dataclass
+class ResponseAccount:
+    """The responses of one test as LoadGen logged them.
+
+    ``issued`` is what LoadGen issued (``result_query_count``, in accuracy mode
+    ``generated_query_count``, × ``generated_samples_per_query`` in
+    ``mlperf_log_detail.txt``); ``logged`` the entries of
+    ``mlperf_log_accuracy.json`` (each carries the ``seq_id`` LoadGen gave the sample).
+    ``complete`` says whether LoadGen logs every response (accuracy mode, or performance mode
+    with ``accuracy_log_probability = 1``); only then can ``missing`` (issued sequence ids
+    with no response) be counted. ``duplicates`` are sequence ids logged more than once,
+    ``foreign`` ids outside ``0 .. issued-1``, ``empty`` responses without data (a SUT's
+    answer for a failed sample).
+    """
+
+    issued: int
+    logged: int
+    distinct: int
+    duplicates: int
+    foreign: int
+    missing: int | None
+    empty: int
+    complete: bool
+
+    @property
+    def ok(self) -> bool:
+        """No duplicate or foreign response, and (with a complete log) none missing."""
+        return self.duplicates == 0 and self.foreign == 0 and not self.missing
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "ok": self.ok}
+
+
+def account_responses(output_dir: str | os.PathLike[str]) -> ResponseAccount:
+    """Count a finished test's responses from LoadGen's detail and accuracy logs in
+    ``output_dir`` (see :class:`ResponseAccount`). Raises DataError when a log is missing or
+    unreadable. To account for every response of a performance run, set the settings'
+    ``accuracy_log_probability = 1.0`` (it costs a JSON line per response)."""
+    out = Path(output_dir)
+    detail = parse_detail(out / "mlperf_log_detail.txt").values
+    mode = str(detail.get("effective_test_mode", ""))
+    # Performance mode: LoadGen may generate more queries than it issues (SingleStream and
+    # MultiStream stop at their minimum duration and count); result_query_count is what ran.
+    count_key = "generated_query_count" if mode == "AccuracyOnly" else "result_query_count"
+    try:
+        issued = int(detail[count_key]) * int(detail["generated_samples_per_query"])
+    except (KeyError, TypeError, ValueError):
+        raise DataError(f"{out / 'mlperf_log_detail.txt'}: no {count_key} / "
+                        "generated_samples_per_query; did the test run to its end?") from None
+    path = out / "mlperf_log_accuracy.json"
+    try:
+        with path.open(encoding="utf-8") as f:
+            entries = json.load(f)
+    except OSError as exc:
+        raise DataError(f"cannot read accuracy log {str(path)!r}: {exc.strerror or exc}") from exc
+    except json.JSONDecodeError as exc:
+        raise DataError(f"accuracy log {str(path)!r} is not JSON: {exc}") from exc
+    seen: set[int] = set()
+    duplicates = foreign = empty = 0
+    for entry in entries:
+        seq = int(entry["seq_id"])
+        if seq in seen:
+            duplicates += 1
+            continue
+        seen.add(seq)
+        if not 0 <= seq < issued:
+            foreign += 1
+        if not entry.get("data"):
+            empty += 1
+    probability = float(detail.get("effective_accuracy_log_probability") or 0.0)
+    complete = mode == "AccuracyOnly" or probability >= 1.0
+    in_range = len(seen) - foreign
+    return ResponseAccount(issued=issued, logged=len(entries), distinct=len(seen),
+                           duplicates=duplicates, foreign=foreign,
+                           missing=issued - in_range if complete else None, empty=empty,
+                           complete=complete)
