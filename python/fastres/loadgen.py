@@ -225,11 +225,85 @@ def _is_c_number(token: str) -> bool:
     return bool(_C_INTEGER.match(token) or _C_DOUBLE.match(token))
 
 
+_ALL_SCENARIOS = ("SingleStream", "MultiStream", "Server", "Offline")
+
+#: The keys LoadGen 6.0 applies from a user.conf (``TestSettings::FromConfig``, conf_type 2),
+#: and the scenarios it applies each to. Measured against LoadGen: a line
+#: ``*.<scenario>.<key> = 3`` changes a TestSettings field exactly for these pairs
+#: (tests/test_bad_input.py checks the table against the installed LoadGen).
+USER_CONF_KEYS: dict[str, tuple[str, ...]] = {
+    **{key: _ALL_SCENARIOS for key in (
+        "mode", "min_duration", "max_duration", "min_query_count", "max_query_count",
+        "accuracy_log_rng_seed", "accuracy_log_sampling_target", "print_timestamps",
+        "performance_issue_unique", "performance_issue_same", "performance_issue_same_index",
+        "performance_sample_count_override", "accuracy_sample_count_override")},
+    "target_latency_percentile": ("SingleStream", "MultiStream", "Server"),
+    "target_latency": ("SingleStream", "MultiStream", "Server"),
+    "target_qps": ("Server", "Offline"),
+    "samples_per_query": ("MultiStream",),
+    "max_async_queries": ("Server",),
+    "coalesce_queries": ("Server",),
+}
+#: Keys LoadGen takes only from its own mlperf.conf: in a user.conf it ignores them silently.
+MLPERF_CONF_ONLY_KEYS = (
+    "qsl_rng_seed", "sample_index_rng_seed", "schedule_rng_seed", "accuracy_log_probability",
+    "test05", "test05_qsl_rng_seed", "test05_sample_index_rng_seed",
+    "test05_schedule_rng_seed", "sample_concatenate_permutation", "use_token_latencies",
+    "ttft_latency", "tpot_latency", "infer_token_latencies", "token_latency_scaling_factor",
+    "target_duration")
+#: Other MLPerf benchmarks of LoadGen's mlperf.conf: a shared user.conf may carry their lines
+#: (LoadGen ignores them for resnet50), so they are not taken for a misspelt "resnet50".
+_OTHER_BENCHMARKS = ("ssd-mobilenet", "retinanet", "bert", "dlrm", "dlrm-v2", "dlrm-v3", "rnnt",
+                     "gptj", "mixtral-8x7b", "llama2-70b", "stable-diffusion-xl", "rgat",
+                     "pointpainting", "deepseek-r1", "whisper", "yolo", "3d-unet", "gpt-oss-120b")
+
+
+def _check_user_conf_key(path: Path, line_nr: int, key: str) -> None:
+    """A ``<model>.<scenario>.<key>`` LoadGen would apply to resnet50, or one it would
+    ignore on purpose (another model's line); anything LoadGen would ignore silently by
+    mistake (an unknown key, a misspelt scenario or model) raises InvalidArgument."""
+    import difflib
+
+    where = f"user.conf {str(path)!r} line {line_nr}"
+    parts = key.rsplit(".", 2)
+    if len(parts) != 3 or not all(parts):
+        raise InvalidArgument(f"{where}: {key!r} is not '<model>.<scenario>.<key>', e.g. "
+                              "'resnet50.Server.target_qps'; LoadGen would ignore the line")
+    model, scenario, name = parts
+    if scenario != "*" and scenario not in _ALL_SCENARIOS:
+        near = difflib.get_close_matches(scenario, _ALL_SCENARIOS, n=1, cutoff=0.5)
+        raise InvalidArgument(
+            f"{where}: unknown scenario {scenario!r} in {key!r}"
+            + (f" (did you mean {near[0]!r}?)" if near else "")
+            + f"; LoadGen would ignore the line. Scenarios: {', '.join(_ALL_SCENARIOS)} or '*'")
+    if model not in ("*", MODEL_NAME) and not any(
+            model == b or model.startswith(b + "-") for b in _OTHER_BENCHMARKS) and \
+            difflib.SequenceMatcher(None, model.lower(), MODEL_NAME).ratio() >= 0.7:
+        raise InvalidArgument(f"{where}: model {model!r} in {key!r} is not {MODEL_NAME!r} "
+                              f"(did you mean {MODEL_NAME}.{scenario}.{name}?); LoadGen would "
+                              "ignore the line")
+    if name in MLPERF_CONF_ONLY_KEYS:
+        raise InvalidArgument(f"{where}: LoadGen takes {name!r} only from its own mlperf.conf "
+                              "and ignores it in a user.conf; remove the line")
+    if name not in USER_CONF_KEYS:
+        near = difflib.get_close_matches(name, list(USER_CONF_KEYS), n=1, cutoff=0.6)
+        raise InvalidArgument(
+            f"{where}: unknown key {name!r} in {key!r}"
+            + (f" (did you mean {near[0]!r}?)" if near else "")
+            + f"; LoadGen would ignore it silently. Keys: {', '.join(sorted(USER_CONF_KEYS))}")
+    applies = USER_CONF_KEYS[name]
+    if scenario != "*" and scenario not in applies:
+        raise InvalidArgument(f"{where}: LoadGen reads {name!r} only for "
+                              f"{', '.join(applies)}, not {scenario}; it would ignore the line")
+
+
 def _check_user_conf(path: Path) -> None:
     """Apply LoadGen's config grammar (test_settings_internal.cc) line by line: whitespace-
     separated words ``key = value``; a ``#`` word ends the line unless a value is expected
     (so ``key = 1 # note`` is an error, as in LoadGen); a value must read whole as a C
-    integer or double. Raises InvalidArgument naming the file and line."""
+    integer or double. Then each key must be one LoadGen applies (see
+    :func:`_check_user_conf_key`): LoadGen itself ignores unknown keys without a word.
+    Raises InvalidArgument naming the file and line."""
     try:
         lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
     except OSError as exc:
@@ -240,6 +314,7 @@ def _check_user_conf(path: Path) -> None:
             "starting with '# '")
     for line_nr, line in enumerate(lines, 1):
         looking_for = 0  # 0: key, 1: '=', 2: value
+        key = None
         for word in line.split():
             if word == "#" and looking_for != 2:
                 break
@@ -251,7 +326,11 @@ def _check_user_conf(path: Path) -> None:
             if looking_for == 1 and word != "=":
                 raise InvalidArgument(f"user.conf {str(path)!r} line {line_nr}: expected '=' "
                                       f"after the key, got {word!r}; {hint}")
+            if looking_for == 0:
+                key = word
             looking_for += 1
+        if key is not None:
+            _check_user_conf_key(path, line_nr, key)
 
 
 def make_settings(

@@ -227,6 +227,9 @@ def _validate(args: argparse.Namespace) -> dict[str, Any]:
     if args.official and (args.time is not None):
         raise InvalidArgument("--official takes its durations from LoadGen's mlperf.conf; "
                               "drop --time (or drop --official for a quick run)")
+    for scenario in plan["scenarios"]:  # the user.conf and the settings, before any work
+        for mode in plan["modes"]:
+            flg.make_settings(scenario, mode, **_settings_kwargs(args))
     if args.dataset_path is not None:
         if not args.dataset_path.is_dir():
             raise InvalidArgument(f"--dataset-path {args.dataset_path}: not a folder; pass the "
@@ -464,18 +467,17 @@ def _run_test(sut: Any, settings: Any, out_dir: Path, enable_trace: bool,
     return run_audit(audit, sut.sut, sut.qsl, settings, out_dir, enable_trace=enable_trace)
 
 
-def _failure(sut_failure: str | None, result: flg.RunResult,
-             responses: flg.ResponseAccount | None) -> str | None:
-    """Why a finished run is not a result: the SUT's own account, LoadGen's logs disagreeing
-    with "every response exactly once", or an error LoadGen logged."""
+def _failure(sut_failure: str | None, responses: flg.ResponseAccount | None) -> str | None:
+    """Why a finished run is not a result: the SUT's own account (engine errors, a hang, a
+    stop) or LoadGen's logs disagreeing with "every response exactly once". (Errors LoadGen
+    logs about the test itself, e.g. "Max test duration reached", make it INVALID, which
+    LoadGen's verdict already says.)"""
     if sut_failure:
         return sut_failure
     if responses is not None and not responses.ok:
         return (f"LoadGen's logs show {responses.duplicates} duplicate, "
                 f"{responses.missing or 0} missing and {responses.foreign} unknown responses "
                 f"of {responses.issued} issued")
-    if result.detail is not None and result.detail.errors:
-        return f"LoadGen logged {len(result.detail.errors)} error(s): {result.detail.errors[0]}"
     return None
 
 
@@ -517,7 +519,7 @@ def _run_one(sut_name: str, args: argparse.Namespace, model: Path, store: Any, s
     responses = None
     if (out_dir / "mlperf_log_accuracy.json").is_file():
         responses = flg.account_responses(out_dir)
-    failed = _failure(sut_failure, result, responses)
+    failed = _failure(sut_failure, responses)
     acc = None
     if mode == "accuracy":
         acc = flg.accuracy_from_log(out_dir / "mlperf_log_accuracy.json", store.labels,
