@@ -132,10 +132,19 @@ def format_table(rows: list[dict[str, Any]], quick: bool) -> str:
 
 
 def write_results(out_dir: Path, payload: dict[str, Any]) -> Path:
+    """Write ``results.json`` atomically (a temporary file renamed over it). Raises
+    FastresError naming the folder when it cannot be written (the LoadGen logs of the runs
+    finished so far stay in their folders)."""
+    from ..errors import FastresError
+
     path = out_dir / "results.json"
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=str) + "\n")
-    tmp.replace(path)
+    try:
+        tmp.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+        tmp.replace(path)
+    except OSError as exc:
+        raise FastresError(f"cannot write {path} ({exc.strerror or exc}); the LoadGen logs of "
+                           f"the runs finished so far are under {out_dir}") from None
     return path
 
 
