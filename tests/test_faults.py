@@ -23,6 +23,7 @@ import pytest
 import fastres
 from fastres import loadgen as flg
 from fastres.bench import cli
+from fastres.errors import FastresError, InvalidArgument
 from fastres.sut import native as native_mod
 from fastres.sut import reference as reference_mod
 from fastres.sut.native import NativeSUT, make_config
@@ -447,3 +448,85 @@ def test_cli_reference_hang_fails_the_run(tiny, tmp_path, capsys, monkeypatch):
         for b in made:
             b.release.set()
     _assert_reported_failed(tmp_path, capsys, rc, "reference", "watchdog limit of 0.5 s")
+
+
+# --------------------------------------------------------------------------------------------
+# close() during a run, the response accounting itself, and keeping what was done
+
+
+@pytest.mark.parametrize("sut_kind", ["native", "reference"])
+def test_close_during_a_run_is_refused_and_stop_then_close_works(tmp_path, sut_kind):
+    """Destroying LoadGen's handles mid-test would crash the process: close() refuses with a
+    clear error and changes nothing; stop() ends the run; close() afterwards works."""
+    store = Store()
+    if sut_kind == "native":
+        config = make_config("Server")
+        sut = NativeSUT(fastres.NullEngine(input_dtype="float32", input_shape=(1, 4, 4),
+                                           max_batch=config.batch_size, answer="index"),
+                        store, scenario="Server", config=config)
+    else:
+        sut = ReferenceSUT(None, store, scenario="Server", backend=NullBackend((None, 1, 4, 4)),
+                           threads=2)
+    refused: list[str] = []
+
+    def close_then_stop():
+        time.sleep(0.2)
+        try:
+            sut.close()
+        except InvalidArgument as exc:
+            refused.append(str(exc))
+        sut.stop()
+
+    t = threading.Thread(target=close_then_stop, daemon=True)
+    t.start()
+    guarded(lambda: flg.run_test(sut.sut, sut.qsl, every_response(
+        "Server", target_qps=1000, min_duration_ms=1500, max_duration_ms=10_000,
+        min_query_count=1500), tmp_path))
+    t.join()
+    assert refused and "call stop()" in refused[0]
+    assert_each_response_once(tmp_path)
+    assert sut.failure is not None
+    sut.close()
+    with pytest.raises(InvalidArgument, match="closed"):
+        sut.sut
+
+
+def test_account_responses_sees_duplicate_missing_and_foreign_responses(tmp_path):
+    store = Store(32)
+    config = make_config("Offline")
+    engine = fastres.NullEngine(input_dtype="float32", input_shape=(1, 4, 4),
+                                max_batch=config.batch_size, answer="index")
+    with NativeSUT(engine, store, scenario="Offline", config=config) as sut:
+        flg.run_test(sut.sut, sut.qsl, flg.make_settings("Offline", "accuracy"), tmp_path)
+    good = assert_each_response_once(tmp_path)
+    assert good.issued == 32
+    log = json.loads((tmp_path / "mlperf_log_accuracy.json").read_text())
+    doctored = log[1:] + [log[5], {**log[6], "seq_id": 999}]  # one missing, one twice, one foreign
+    (tmp_path / "mlperf_log_accuracy.json").write_text(json.dumps(doctored))
+    bad = flg.account_responses(tmp_path)
+    assert (bad.duplicates, bad.missing, bad.foreign) == (1, 1, 1) and not bad.ok
+    why = cli._failure(None, bad)
+    assert "1 duplicate, 1 missing and 1 unknown responses of 32 issued" in why
+
+
+def test_a_failure_midway_keeps_the_finished_runs(tiny, tmp_path, capsys, monkeypatch):
+    real = cli._run_one
+
+    def accuracy_run_fails(sut_name, args, model, store, scenario, mode, *rest, **kwargs):
+        if mode == "accuracy":  # after the performance run (and any rerun of it) finished
+            raise FastresError("injected: the machine went away")
+        return real(sut_name, args, model, store, scenario, mode, *rest, **kwargs)
+
+    monkeypatch.setattr(cli, "_run_one", accuracy_run_fails)
+    rc = _cli(tiny, tmp_path, "--mode", "both", "--sut", "native", "--engine", "onnxruntime")
+    assert rc == 2 and "injected" in capsys.readouterr().err
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert results["complete"] is False and "injected" in results["error"]
+    assert [(r["sut"], r["mode"]) for r in results["runs"]] == [("native", "performance")]
+    assert (tmp_path / "out" / "native" / "Offline" / "performance" /
+            "mlperf_log_summary.txt").is_file()
+    # the report can be rebuilt from what was kept, and says it is incomplete
+    monkeypatch.setattr(cli, "_run_one", real)
+    assert cli.main(["--report-from", str(tmp_path / "out"), "--quiet"]) == 0
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "**Incomplete:**" in report and "injected" in report

@@ -85,6 +85,7 @@ __all__ = [
     "LOG_FILES",
     "ResponseAccount",
     "account_responses",
+    "in_running_test",
 ]
 
 SCENARIOS = ("SingleStream", "MultiStream", "Server", "Offline")
@@ -127,6 +128,8 @@ LOG_FILES = ("mlperf_log_summary.txt", "mlperf_log_detail.txt", "mlperf_log_accu
 
 # LoadGen keeps process-wide state (one logger, one test at a time).
 _TEST_LOCK = threading.Lock()
+# The SUT and QSL handles of the test running now: destroying one would crash LoadGen.
+_RUNNING: set[int] = set()
 
 
 # --------------------------------------------------------------------------------------------
@@ -489,7 +492,13 @@ class _Handle:
     __index__ = __int__
 
     def close(self) -> None:
+        """Destroy the handle (once). Raises InvalidArgument, destroying nothing, while a
+        LoadGen test is using it: LoadGen would crash."""
         if self._handle is not None:
+            if in_running_test(self._handle):
+                raise InvalidArgument(
+                    f"this LoadGen {self.kind} is in a running test: stop the SUT (its stop() "
+                    "answers what is left) and close it after run_test returns")
             handle, self._handle = self._handle, None
             type(self)._destroy(handle)
 
@@ -548,6 +557,12 @@ def make_fast_sut(issue_fast: Callable[[list[int], list[int]], None],
     ints instead of a list of QuerySample objects. Use it as a context manager."""
     flush = flush_queries if flush_queries is not None else _no_flush
     return FastSUTHandle(lg.ConstructFastSUT(issue_fast, flush), (issue_fast, flush))
+
+
+def in_running_test(handle: int | _Handle) -> bool:
+    """Whether a LoadGen test is running with this SUT or QSL handle now. Any thread."""
+    value = handle._handle if isinstance(handle, _Handle) else handle
+    return value is not None and int(value) in _RUNNING
 
 
 def _no_flush() -> None:
@@ -747,9 +762,13 @@ def run_test(sut: int | SUTHandle, qsl: int | QSLHandle, settings: lg.TestSettin
     sut_handle = int(sut.handle if isinstance(sut, _Handle) else sut)
     qsl_handle = int(qsl.handle if isinstance(qsl, _Handle) else qsl)
     with _TEST_LOCK:
-        start = time.perf_counter()
-        lg.StartTestWithLogSettings(sut_handle, qsl_handle, settings, log_settings, audit)
-        wall_s = time.perf_counter() - start
+        _RUNNING.update((sut_handle, qsl_handle))
+        try:
+            start = time.perf_counter()
+            lg.StartTestWithLogSettings(sut_handle, qsl_handle, settings, log_settings, audit)
+            wall_s = time.perf_counter() - start
+        finally:
+            _RUNNING.clear()
 
     summary_path = out / "mlperf_log_summary.txt"
     if not summary_path.is_file():

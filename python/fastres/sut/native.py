@@ -337,6 +337,13 @@ class NativeSUT:
         return self.executor.stats().as_dict()
 
     def close(self) -> None:
+        """Drain and stop the executor, destroy the LoadGen handles; idempotent. During a test
+        it raises InvalidArgument and changes nothing (use stop(), close after the test)."""
+        for handle in (getattr(self, "_sut", None), getattr(self, "_qsl", None)):
+            if handle is not None and flg.in_running_test(handle):
+                raise InvalidArgument("NativeSUT.close() during a LoadGen test would crash "
+                                      "LoadGen: call stop() to end the run, close() after "
+                                      "run_test returns")
         executor = getattr(self, "executor", None)
         if executor is not None:
             try:

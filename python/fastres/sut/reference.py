@@ -686,7 +686,13 @@ class ReferenceSUT:
         self.ds.load_errors = 0
 
     def close(self) -> None:
-        """Stop the workers and destroy the LoadGen handles; idempotent."""
+        """Stop the workers and destroy the LoadGen handles; idempotent. During a test it
+        raises InvalidArgument and changes nothing (use stop(), then close after the test)."""
+        for handle in (self._sut_handle, self._qsl_handle):
+            if handle is not None and flg.in_running_test(handle):
+                raise InvalidArgument("ReferenceSUT.close() during a LoadGen test would crash "
+                                      "LoadGen: call stop() to end the run, close() after "
+                                      "run_test returns")
         runner = getattr(self, "runner", None)
         if runner is not None:
             runner.finish()
