@@ -342,7 +342,7 @@ def test_test01_accuracy_rule_on_handwritten_logs(tmp_path):
     same = log("same.json", [(0, h(5)), (2, ""), (7, h(1))])  # 7: not in the accuracy log
     check = audit.verify_test01_accuracy(acc, same, "int32")
     assert check.passed
-    assert check.figures | {} == check.figures and check.figures["missing_qsl_idxs"] == 1
+    assert check.figures["missing_qsl_idxs"] == 1 and check.figures["audit_log_qsl_idx_match"] == 2
     assert check.figures["accuracy_log_duplicate_keys"] == 1
     assert check.figures["accuracy_log_data_mismatch"] == 1
     empty_vs_full = log("e.json", [(2, h(3))])
@@ -355,6 +355,9 @@ def test_test01_accuracy_rule_on_handwritten_logs(tmp_path):
     assert audit.verify_test01_accuracy(acc, drift, "int32").passed
     with pytest.raises(InvalidArgument, match="dtype"):
         audit.verify_test01_accuracy(acc, same, "uint8")
+    broken = log("broken.json", [(0, "zz")])  # not hex: a failed check, not a crash
+    check = audit.verify_test01_accuracy(acc, broken, "int32")
+    assert not check.passed and "malformed" in check.message
 
 
 # --------------------------------------------------------------------------------------------

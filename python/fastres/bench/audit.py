@@ -264,8 +264,17 @@ def verify_test01_accuracy(reference_log: str | os.PathLike[str],
     try:
         acc = _read_accuracy_log(Path(reference_log))
         perf = _read_accuracy_log(Path(test_log))
+        return _compare_accuracy_logs(acc, perf, dtype, np_dtype)
     except DataError as exc:
         return Check("accuracy", False, str(exc))
+    except (KeyError, TypeError, ValueError) as exc:  # not LoadGen's entry format
+        return Check("accuracy", False, f"an accuracy log entry is malformed "
+                                        f"({type(exc).__name__}: {exc}): {reference_log}, "
+                                        f"{test_log}")
+
+
+def _compare_accuracy_logs(acc: list[dict[str, Any]], perf: list[dict[str, Any]], dtype: str,
+                           np_dtype: Any) -> Check:
     results: dict[int, str] = {}
     acc_duplicates = acc_mismatch = 0
     for entry in acc:
