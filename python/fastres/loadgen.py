@@ -83,6 +83,9 @@ __all__ = [
     "parse_detail",
     "accuracy_from_log",
     "LOG_FILES",
+    "ResponseAccount",
+    "account_responses",
+    "in_running_test",
 ]
 
 SCENARIOS = ("SingleStream", "MultiStream", "Server", "Offline")
@@ -125,6 +128,8 @@ LOG_FILES = ("mlperf_log_summary.txt", "mlperf_log_detail.txt", "mlperf_log_accu
 
 # LoadGen keeps process-wide state (one logger, one test at a time).
 _TEST_LOCK = threading.Lock()
+# The SUT and QSL handles of the test running now: destroying one would crash LoadGen.
+_RUNNING: set[int] = set()
 
 
 # --------------------------------------------------------------------------------------------
@@ -223,11 +228,85 @@ def _is_c_number(token: str) -> bool:
     return bool(_C_INTEGER.match(token) or _C_DOUBLE.match(token))
 
 
+_ALL_SCENARIOS = ("SingleStream", "MultiStream", "Server", "Offline")
+
+#: The keys LoadGen 6.0 applies from a user.conf (``TestSettings::FromConfig``, conf_type 2),
+#: and the scenarios it applies each to. Measured against LoadGen: a line
+#: ``*.<scenario>.<key> = 3`` changes a TestSettings field exactly for these pairs
+#: (tests/test_bad_input.py checks the table against the installed LoadGen).
+USER_CONF_KEYS: dict[str, tuple[str, ...]] = {
+    **{key: _ALL_SCENARIOS for key in (
+        "mode", "min_duration", "max_duration", "min_query_count", "max_query_count",
+        "accuracy_log_rng_seed", "accuracy_log_sampling_target", "print_timestamps",
+        "performance_issue_unique", "performance_issue_same", "performance_issue_same_index",
+        "performance_sample_count_override", "accuracy_sample_count_override")},
+    "target_latency_percentile": ("SingleStream", "MultiStream", "Server"),
+    "target_latency": ("SingleStream", "MultiStream", "Server"),
+    "target_qps": ("Server", "Offline"),
+    "samples_per_query": ("MultiStream",),
+    "max_async_queries": ("Server",),
+    "coalesce_queries": ("Server",),
+}
+#: Keys LoadGen takes only from its own mlperf.conf: in a user.conf it ignores them silently.
+MLPERF_CONF_ONLY_KEYS = (
+    "qsl_rng_seed", "sample_index_rng_seed", "schedule_rng_seed", "accuracy_log_probability",
+    "test05", "test05_qsl_rng_seed", "test05_sample_index_rng_seed",
+    "test05_schedule_rng_seed", "sample_concatenate_permutation", "use_token_latencies",
+    "ttft_latency", "tpot_latency", "infer_token_latencies", "token_latency_scaling_factor",
+    "target_duration")
+#: Other MLPerf benchmarks of LoadGen's mlperf.conf: a shared user.conf may carry their lines
+#: (LoadGen ignores them for resnet50), so they are not taken for a misspelt "resnet50".
+_OTHER_BENCHMARKS = ("ssd-mobilenet", "retinanet", "bert", "dlrm", "dlrm-v2", "dlrm-v3", "rnnt",
+                     "gptj", "mixtral-8x7b", "llama2-70b", "stable-diffusion-xl", "rgat",
+                     "pointpainting", "deepseek-r1", "whisper", "yolo", "3d-unet", "gpt-oss-120b")
+
+
+def _check_user_conf_key(path: Path, line_nr: int, key: str) -> None:
+    """A ``<model>.<scenario>.<key>`` LoadGen would apply to resnet50, or one it would
+    ignore on purpose (another model's line); anything LoadGen would ignore silently by
+    mistake (an unknown key, a misspelt scenario or model) raises InvalidArgument."""
+    import difflib
+
+    where = f"user.conf {str(path)!r} line {line_nr}"
+    parts = key.rsplit(".", 2)
+    if len(parts) != 3 or not all(parts):
+        raise InvalidArgument(f"{where}: {key!r} is not '<model>.<scenario>.<key>', e.g. "
+                              "'resnet50.Server.target_qps'; LoadGen would ignore the line")
+    model, scenario, name = parts
+    if scenario != "*" and scenario not in _ALL_SCENARIOS:
+        near = difflib.get_close_matches(scenario, _ALL_SCENARIOS, n=1, cutoff=0.5)
+        raise InvalidArgument(
+            f"{where}: unknown scenario {scenario!r} in {key!r}"
+            + (f" (did you mean {near[0]!r}?)" if near else "")
+            + f"; LoadGen would ignore the line. Scenarios: {', '.join(_ALL_SCENARIOS)} or '*'")
+    if model not in ("*", MODEL_NAME) and not any(
+            model == b or model.startswith(b + "-") for b in _OTHER_BENCHMARKS) and \
+            difflib.SequenceMatcher(None, model.lower(), MODEL_NAME).ratio() >= 0.7:
+        raise InvalidArgument(f"{where}: model {model!r} in {key!r} is not {MODEL_NAME!r} "
+                              f"(did you mean {MODEL_NAME}.{scenario}.{name}?); LoadGen would "
+                              "ignore the line")
+    if name in MLPERF_CONF_ONLY_KEYS:
+        raise InvalidArgument(f"{where}: LoadGen takes {name!r} only from its own mlperf.conf "
+                              "and ignores it in a user.conf; remove the line")
+    if name not in USER_CONF_KEYS:
+        near = difflib.get_close_matches(name, list(USER_CONF_KEYS), n=1, cutoff=0.6)
+        raise InvalidArgument(
+            f"{where}: unknown key {name!r} in {key!r}"
+            + (f" (did you mean {near[0]!r}?)" if near else "")
+            + f"; LoadGen would ignore it silently. Keys: {', '.join(sorted(USER_CONF_KEYS))}")
+    applies = USER_CONF_KEYS[name]
+    if scenario != "*" and scenario not in applies:
+        raise InvalidArgument(f"{where}: LoadGen reads {name!r} only for "
+                              f"{', '.join(applies)}, not {scenario}; it would ignore the line")
+
+
 def _check_user_conf(path: Path) -> None:
     """Apply LoadGen's config grammar (test_settings_internal.cc) line by line: whitespace-
     separated words ``key = value``; a ``#`` word ends the line unless a value is expected
     (so ``key = 1 # note`` is an error, as in LoadGen); a value must read whole as a C
-    integer or double. Raises InvalidArgument naming the file and line."""
+    integer or double. Then each key must be one LoadGen applies (see
+    :func:`_check_user_conf_key`): LoadGen itself ignores unknown keys without a word.
+    Raises InvalidArgument naming the file and line."""
     try:
         lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
     except OSError as exc:
@@ -238,6 +317,7 @@ def _check_user_conf(path: Path) -> None:
             "starting with '# '")
     for line_nr, line in enumerate(lines, 1):
         looking_for = 0  # 0: key, 1: '=', 2: value
+        key = None
         for word in line.split():
             if word == "#" and looking_for != 2:
                 break
@@ -249,7 +329,11 @@ def _check_user_conf(path: Path) -> None:
             if looking_for == 1 and word != "=":
                 raise InvalidArgument(f"user.conf {str(path)!r} line {line_nr}: expected '=' "
                                       f"after the key, got {word!r}; {hint}")
+            if looking_for == 0:
+                key = word
             looking_for += 1
+        if key is not None:
+            _check_user_conf_key(path, line_nr, key)
 
 
 def make_settings(
@@ -408,7 +492,13 @@ class _Handle:
     __index__ = __int__
 
     def close(self) -> None:
+        """Destroy the handle (once). Raises InvalidArgument, destroying nothing, while a
+        LoadGen test is using it: LoadGen would crash."""
         if self._handle is not None:
+            if in_running_test(self._handle):
+                raise InvalidArgument(
+                    f"this LoadGen {self.kind} is in a running test: stop the SUT (its stop() "
+                    "answers what is left) and close it after run_test returns")
             handle, self._handle = self._handle, None
             type(self)._destroy(handle)
 
@@ -467,6 +557,12 @@ def make_fast_sut(issue_fast: Callable[[list[int], list[int]], None],
     ints instead of a list of QuerySample objects. Use it as a context manager."""
     flush = flush_queries if flush_queries is not None else _no_flush
     return FastSUTHandle(lg.ConstructFastSUT(issue_fast, flush), (issue_fast, flush))
+
+
+def in_running_test(handle: int | _Handle) -> bool:
+    """Whether a LoadGen test is running with this SUT or QSL handle now. Any thread."""
+    value = handle._handle if isinstance(handle, _Handle) else handle
+    return value is not None and int(value) in _RUNNING
 
 
 def _no_flush() -> None:
@@ -625,9 +721,14 @@ def run_test(sut: int | SUTHandle, qsl: int | QSLHandle, settings: lg.TestSettin
     global): concurrent calls wait for each other.
 
     ``quick`` defaults to true when :func:`make_settings` made quick settings or when
-    ``min_duration_ms`` is below mlperf.conf's 600 s (a user.conf can lower it). ``audit_config`` defaults to
-    ``<output_dir>/audit.config`` (LoadGen's default is relative to the working directory,
-    which would let a stray file there change the run).
+    ``min_duration_ms`` is below mlperf.conf's 600 s (a user.conf can lower it).
+
+    ``audit_config`` is the compliance audit file LoadGen applies to this test (see
+    :mod:`fastres.bench.audit`, which writes one into the run's folder and deletes it after
+    the run). Without it LoadGen is pointed at ``<output_dir>/audit.config``, never at the
+    working folder (LoadGen's default), so a stray file there cannot change an ordinary run;
+    and a run refuses a folder that still holds an ``audit.config`` (left by an audit that was
+    killed), rather than report an audit run as an ordinary result.
     """
     if not isinstance(settings, lg.TestSettings):
         raise InvalidArgument(
@@ -648,15 +749,26 @@ def run_test(sut: int | SUTHandle, qsl: int | QSLHandle, settings: lg.TestSettin
     log_settings = lg.LogSettings()
     log_settings.log_output = log_output
     log_settings.enable_trace = bool(enable_trace)
-    audit = str(Path(audit_config).expanduser().resolve()) if audit_config is not None \
-        else str(out / "audit.config")
+    if audit_config is not None:
+        audit = str(Path(audit_config).expanduser().resolve())
+    else:
+        audit = str(out / "audit.config")
+        if Path(audit).exists():
+            raise InvalidArgument(
+                f"{audit} exists: an audit.config left by an interrupted compliance audit "
+                "would turn this run into an audit; delete it (fastres writes its own for "
+                "--audit and removes it after the run)")
 
     sut_handle = int(sut.handle if isinstance(sut, _Handle) else sut)
     qsl_handle = int(qsl.handle if isinstance(qsl, _Handle) else qsl)
     with _TEST_LOCK:
-        start = time.perf_counter()
-        lg.StartTestWithLogSettings(sut_handle, qsl_handle, settings, log_settings, audit)
-        wall_s = time.perf_counter() - start
+        _RUNNING.update((sut_handle, qsl_handle))
+        try:
+            start = time.perf_counter()
+            lg.StartTestWithLogSettings(sut_handle, qsl_handle, settings, log_settings, audit)
+            wall_s = time.perf_counter() - start
+        finally:
+            _RUNNING.clear()
 
     summary_path = out / "mlperf_log_summary.txt"
     if not summary_path.is_file():
@@ -879,3 +991,85 @@ def accuracy_from_log(path: str | os.PathLike[str], labels: Sequence[int] | np.n
     total = len(seen)
     return AccuracyResult(good=good, total=total, accuracy=100.0 * good / total,
                           entries=len(entries), dtype=dtype)
+
+
+# --------------------------------------------------------------------------------------------
+# response accounting: LoadGen's own logs as the oracle for "every response exactly once"
+
+
+@dataclasses.dataclass
+class ResponseAccount:
+    """The responses of one test as LoadGen logged them.
+
+    ``issued`` is what LoadGen issued (``result_query_count``, in accuracy mode
+    ``generated_query_count``, × ``generated_samples_per_query`` in
+    ``mlperf_log_detail.txt``); ``logged`` the entries of
+    ``mlperf_log_accuracy.json`` (each carries the ``seq_id`` LoadGen gave the sample).
+    ``complete`` says whether LoadGen logs every response (accuracy mode, or performance mode
+    with ``accuracy_log_probability = 1``); only then can ``missing`` (issued sequence ids
+    with no response) be counted. ``duplicates`` are sequence ids logged more than once,
+    ``foreign`` ids outside ``0 .. issued-1``, ``empty`` responses without data (a SUT's
+    answer for a failed sample).
+    """
+
+    issued: int
+    logged: int
+    distinct: int
+    duplicates: int
+    foreign: int
+    missing: int | None
+    empty: int
+    complete: bool
+
+    @property
+    def ok(self) -> bool:
+        """No duplicate or foreign response, and (with a complete log) none missing."""
+        return self.duplicates == 0 and self.foreign == 0 and not self.missing
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "ok": self.ok}
+
+
+def account_responses(output_dir: str | os.PathLike[str]) -> ResponseAccount:
+    """Count a finished test's responses from LoadGen's detail and accuracy logs in
+    ``output_dir`` (see :class:`ResponseAccount`). Raises DataError when a log is missing or
+    unreadable. To account for every response of a performance run, set the settings'
+    ``accuracy_log_probability = 1.0`` (it costs a JSON line per response)."""
+    out = Path(output_dir)
+    detail = parse_detail(out / "mlperf_log_detail.txt").values
+    mode = str(detail.get("effective_test_mode", ""))
+    # Performance mode: LoadGen may generate more queries than it issues (SingleStream and
+    # MultiStream stop at their minimum duration and count); result_query_count is what ran.
+    count_key = "generated_query_count" if mode == "AccuracyOnly" else "result_query_count"
+    try:
+        issued = int(detail[count_key]) * int(detail["generated_samples_per_query"])
+    except (KeyError, TypeError, ValueError):
+        raise DataError(f"{out / 'mlperf_log_detail.txt'}: no {count_key} / "
+                        "generated_samples_per_query; did the test run to its end?") from None
+    path = out / "mlperf_log_accuracy.json"
+    try:
+        with path.open(encoding="utf-8") as f:
+            entries = json.load(f)
+    except OSError as exc:
+        raise DataError(f"cannot read accuracy log {str(path)!r}: {exc.strerror or exc}") from exc
+    except json.JSONDecodeError as exc:
+        raise DataError(f"accuracy log {str(path)!r} is not JSON: {exc}") from exc
+    seen: set[int] = set()
+    duplicates = foreign = empty = 0
+    for entry in entries:
+        seq = int(entry["seq_id"])
+        if seq in seen:
+            duplicates += 1
+            continue
+        seen.add(seq)
+        if not 0 <= seq < issued:
+            foreign += 1
+        if not entry.get("data"):
+            empty += 1
+    probability = float(detail.get("effective_accuracy_log_probability") or 0.0)
+    complete = mode == "AccuracyOnly" or probability >= 1.0
+    in_range = len(seen) - foreign
+    return ResponseAccount(issued=issued, logged=len(entries), distinct=len(seen),
+                           duplicates=duplicates, foreign=foreign,
+                           missing=issued - in_range if complete else None, empty=empty,
+                           complete=complete)

@@ -35,6 +35,16 @@ DEFAULT_CACHE = Path(os.environ.get("FASTRES_CACHE", Path.home() / ".cache" / "f
 DEFAULT_SEARCH_BUDGET_S = 60.0
 #: Confirming runs after the search: the found target, then at most this many steps down.
 CONFIRM_RETRIES = 2
+#: The reference harness's default largest batch (main.py's --max-batchsize).
+REFERENCE_MAX_BATCHSIZE = 32
+#: Seconds one engine call may take before the run is failed instead of hanging.
+DEFAULT_WATCHDOG_S = 60.0
+#: Flags only one SUT reads: giving one while that SUT does not run is a contradiction.
+NATIVE_ONLY = ("engine", "batch_size", "copy_streams", "infer_streams", "complete_threads",
+               "batch_timeout_us", "deque_limit", "issue")
+REFERENCE_ONLY = ("threads", "max_batchsize")
+#: What --report-from may be combined with (it runs nothing).
+REPORT_FROM_FLAGS = ("report_from", "no_plots", "quiet", "json")
 
 
 def _positive_int(text: str) -> int:
@@ -54,6 +64,16 @@ def _positive_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
     if not value > 0 or value != value or value == float("inf"):
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected 0 or a positive number, got {text}")
     return value
 
 
@@ -92,10 +112,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--official", action="store_true",
                    help="LoadGen's official settings (mlperf.conf; runs take 10 minutes or more "
                         "each) instead of quick ones")
-    p.add_argument("--max-batchsize", type=_positive_int, default=32,
-                   help="largest batch the reference harness sends to the model (default: 32)")
+    p.add_argument("--max-batchsize", type=_positive_int, default=None,
+                   help="largest batch the reference harness sends to the model (default: "
+                        f"{REFERENCE_MAX_BATCHSIZE})")
     p.add_argument("--threads", type=_positive_int, default=None,
                    help="reference harness worker threads (default: the number of cores)")
+    p.add_argument("--watchdog-s", type=_non_negative_float, default=DEFAULT_WATCHDOG_S,
+                   metavar="SECONDS",
+                   help="fail a run whose engine does not answer a batch within this many "
+                        "seconds, instead of hanging (0: off; default: "
+                        f"{DEFAULT_WATCHDOG_S:g}): the reference SUT's watchdog thread and the "
+                        "native executor's watchdog_ms")
     p.add_argument("--time", type=_positive_float,
                    help="run duration in seconds (min and max duration), as the reference's --time")
     p.add_argument("--count", type=_positive_int,
@@ -105,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("native SUT (the executor; NVIDIA's knob names)")
     from ..sut.native import DEFAULT_ENGINE, ENGINES
 
-    g.add_argument("--engine", default=DEFAULT_ENGINE, choices=ENGINES,
+    g.add_argument("--engine", default=None, choices=ENGINES,
                    help=f"the native SUT's engine (default {DEFAULT_ENGINE}; null: no model, "
                         "measures the harness, its accuracy is meaningless)")
     g.add_argument("--batch-size", type=_positive_int, default=None,
@@ -119,14 +146,19 @@ def build_parser() -> argparse.ArgumentParser:
                         "default: per scenario)")
     g.add_argument("--deque-limit", type=int, default=None,
                    help="most samples one batcher take removes from the queue (0: all)")
-    g.add_argument("--issue", default="fast", choices=("fast", "objects"),
-                   help="LoadGen SUT kind for the native SUT: ConstructFastSUT or ConstructSUT")
+    g.add_argument("--issue", default=None, choices=("fast", "objects"),
+                   help="LoadGen SUT kind for the native SUT: ConstructFastSUT (fast, the "
+                        "default) or ConstructSUT")
     p.add_argument("--input-name", default="input_tensor:0", help="the model's image input")
     p.add_argument("--output-name", default="ArgMax:0", help="the model's top-1 output")
     p.add_argument("--data-format", default="NCHW", choices=("NCHW", "NHWC"),
                    help="the model's input layout (default: NCHW, as resnet50_v1.onnx)")
     p.add_argument("--skip-missing", action="store_true",
                    help="skip images listed in val_map.txt that are missing, and report the count")
+    p.add_argument("--skip-bad", action="store_true",
+                   help="leave images that cannot be decoded (corrupt, truncated, empty, too "
+                        "large) out of the preprocessed store, and report them, instead of "
+                        "stopping at the first")
     r = p.add_argument_group("peak search, sweeps and the report")
     r.add_argument("--find-peak", action=argparse.BooleanOptionalAction, default=None,
                    help="search each SUT's highest VALID Server target QPS, then confirm it "
@@ -148,6 +180,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="LoadGen trace for per-query latency distributions: auto = on for "
                         "quick runs with a model, off for --official and the null engine "
                         "(the trace costs a null engine 15-45%% of its throughput)")
+    r.add_argument("--audit", action="extend", nargs="+", metavar="TEST",
+                   help="also run MLPerf's compliance audits for ResNet50: TEST01 (accuracy "
+                        "in performance mode; needs --mode both), TEST04 (no caching of "
+                        "repeated samples; needs performance), comma-separated or 'all'; "
+                        "verified by the published rules, pass/fail in the report")
     r.add_argument("--no-plots", action="store_true", help="tables only in the report")
     r.add_argument("--report-from", type=Path, metavar="RESULTS_JSON",
                    help="run nothing: rebuild report.md/report.html next to this results.json")
@@ -190,6 +227,9 @@ def _validate(args: argparse.Namespace) -> dict[str, Any]:
     if args.official and (args.time is not None):
         raise InvalidArgument("--official takes its durations from LoadGen's mlperf.conf; "
                               "drop --time (or drop --official for a quick run)")
+    for scenario in plan["scenarios"]:  # the user.conf and the settings, before any work
+        for mode in plan["modes"]:
+            flg.make_settings(scenario, mode, **_settings_kwargs(args))
     if args.dataset_path is not None:
         if not args.dataset_path.is_dir():
             raise InvalidArgument(f"--dataset-path {args.dataset_path}: not a folder; pass the "
@@ -200,8 +240,12 @@ def _validate(args: argparse.Namespace) -> dict[str, Any]:
                                   "MLPerf's val_map.txt in --dataset-path")
     elif args.val_map is not None:
         raise InvalidArgument("--val-map needs --dataset-path (the folder its paths are relative to)")
+    _check_one_sut_flags(args, plan)
     plan["find_peak"], plan["find_peak_why_off"] = _resolve_find_peak(args, plan)
+    _check_search_flags(args, plan)
     plan["sweep"] = _validate_sweep(args, plan)
+    plan["audits"] = _validate_audits(args, plan)
+    _resolve_defaults(args)
     if "native" in plan["suts"]:
         from ..sut.native import engine_device, make_config
 
@@ -219,6 +263,67 @@ def _validate(args: argparse.Namespace) -> dict[str, Any]:
         from ..model import check_model
         check_model(args.model, args.input_name, args.output_name, args.data_format)
     return plan
+
+
+def _flags(dests: list[str] | tuple[str, ...]) -> str:
+    return ", ".join("--" + d.replace("_", "-") for d in dests)
+
+
+def _check_one_sut_flags(args: argparse.Namespace, plan: dict[str, Any]) -> None:
+    """A flag that only one SUT reads, given while that SUT does not run, would be silently
+    ignored: refuse it."""
+    for sut, dests in (("native", NATIVE_ONLY), ("reference", REFERENCE_ONLY)):
+        given = [d for d in dests if getattr(args, d, None) is not None]
+        if given and sut not in plan["suts"]:
+            raise InvalidArgument(
+                f"{_flags(given)} {'sets' if len(given) == 1 else 'set'} the {sut} SUT, which "
+                f"--sut {args.sut} does not run; drop {'it' if len(given) == 1 else 'them'} or "
+                f"add {sut} to --sut")
+
+
+def _check_search_flags(args: argparse.Namespace, plan: dict[str, Any]) -> None:
+    defaults = {"search_budget": DEFAULT_SEARCH_BUDGET_S, "search_precision": 0.05,
+                "search_time": 1.0}
+    given = [d for d, v in defaults.items() if getattr(args, d) != v]
+    if given and not plan["find_peak"]:
+        raise InvalidArgument(
+            f"{_flags(given)} only affect{'s' if len(given) == 1 else ''} the Server peak "
+            f"search, which is off ({plan['find_peak_why_off']}); drop "
+            f"{'it' if len(given) == 1 else 'them'} or pass --find-peak")
+
+
+def _validate_audits(args: argparse.Namespace, plan: dict[str, Any]) -> list[str]:
+    from .audit import parse_audits
+
+    audits = parse_audits(args.audit)
+    if "TEST01" in audits and plan["modes"] != ["performance", "accuracy"]:
+        raise InvalidArgument("--audit TEST01 compares the audit run with the performance run "
+                              "and the accuracy run: use --mode both (the default)")
+    if "TEST04" in audits and "performance" not in plan["modes"]:
+        raise InvalidArgument("--audit TEST04 compares the audit run with the performance run: "
+                              "use --mode performance or both")
+    return audits
+
+
+def _resolve_defaults(args: argparse.Namespace) -> None:
+    """Defaults of the one-SUT flags, filled in once they have been checked."""
+    from ..sut.native import DEFAULT_ENGINE
+
+    args.engine = args.engine or DEFAULT_ENGINE
+    args.issue = args.issue or "fast"
+    args.max_batchsize = args.max_batchsize or REFERENCE_MAX_BATCHSIZE
+
+
+def _check_report_from_alone(args: argparse.Namespace) -> None:
+    """--report-from runs nothing, so any run flag with it is a contradiction."""
+    defaults = vars(build_parser().parse_args([]))
+    given = [d for d, v in vars(args).items()
+             if d in defaults and d not in REPORT_FROM_FLAGS and v != defaults[d]]
+    if given:
+        raise InvalidArgument(f"--report-from runs nothing (it rebuilds the reports from a "
+                              f"results.json), so {_flags(given)} would be ignored; drop "
+                              f"{'it' if len(given) == 1 else 'them'}, or drop --report-from "
+                              "to run")
 
 
 def _check_config(config: Any, device: str = "cpu") -> None:
@@ -361,11 +466,41 @@ def _throughput(scenario: str, summary: flg.Summary) -> tuple[float | None, str]
     return None, ""
 
 
+def _run_test(sut: Any, settings: Any, out_dir: Path, enable_trace: bool,
+              audit: str | None) -> flg.RunResult:
+    if audit is None:
+        return flg.run_test(sut.sut, sut.qsl, settings, out_dir, enable_trace=enable_trace)
+    from .audit import run_audit
+
+    return run_audit(audit, sut.sut, sut.qsl, settings, out_dir, enable_trace=enable_trace)
+
+
+def _failure(sut_failure: str | None, responses: flg.ResponseAccount | None) -> str | None:
+    """Why a finished run is not a result: the SUT's own account (engine errors, a hang, a
+    stop) or LoadGen's logs disagreeing with "every response exactly once". (Errors LoadGen
+    logs about the test itself, e.g. "Max test duration reached", make it INVALID, which
+    LoadGen's verdict already says.)"""
+    if sut_failure:
+        return sut_failure
+    if responses is not None and not responses.ok:
+        return (f"LoadGen's logs show {responses.duplicates} duplicate, "
+                f"{responses.missing or 0} missing and {responses.foreign} unknown responses "
+                f"of {responses.issued} issued")
+    return None
+
+
+#: SUT response types, for reading LoadGen's accuracy log: the reference answers float32 (as
+#: MLPerf's reference), the native SUT int32.
+RESPONSE_DTYPE = {"reference": "float32", "native": "int32"}
+
+
 def _run_one(sut_name: str, args: argparse.Namespace, model: Path, store: Any, scenario: str,
              mode: str, out_dir: Path, *, knobs: dict[str, int] | None = None,
-             enable_trace: bool = False, **overrides: Any) -> dict[str, Any]:
-    """One LoadGen test of one SUT; ``knobs`` override the native SUT's executor knobs and
-    ``overrides`` the LoadGen settings (``make_settings`` keywords)."""
+             enable_trace: bool = False, audit: str | None = None,
+             **overrides: Any) -> dict[str, Any]:
+    """One LoadGen test of one SUT; ``knobs`` override the native SUT's executor knobs,
+    ``overrides`` the LoadGen settings (``make_settings`` keywords), ``audit`` makes it that
+    compliance audit's run (:mod:`fastres.bench.audit`)."""
     began = time.monotonic()
     kw = _settings_kwargs(args)
     kw.update(overrides)
@@ -376,23 +511,27 @@ def _run_one(sut_name: str, args: argparse.Namespace, model: Path, store: Any, s
 
         engine, config = _native_engine(args, model, store, scenario, knobs)
         with NativeSUT(engine, store, scenario=scenario, config=config, issue=args.issue) as sut:
-            result = flg.run_test(sut.sut, sut.qsl, settings, out_dir, enable_trace=enable_trace)
-            sut_errors = sut.errors
+            result = _run_test(sut, settings, out_dir, enable_trace, audit)
+            sut_errors, sut_failure = sut.errors, sut.failure
     elif sut_name == "reference":
         from ..sut.reference import ReferenceSUT
 
         with ReferenceSUT(model, store, scenario=scenario, threads=args.threads,
                           max_batchsize=args.max_batchsize, data_format=args.data_format,
-                          input_name=args.input_name, output_name=args.output_name) as sut:
-            result = flg.run_test(sut.sut, sut.qsl, settings, out_dir, enable_trace=enable_trace)
-            sut_errors = sut.errors
+                          input_name=args.input_name, output_name=args.output_name,
+                          watchdog_s=args.watchdog_s or None) as sut:
+            result = _run_test(sut, settings, out_dir, enable_trace, audit)
+            sut_errors, sut_failure = sut.errors, sut.failure
     else:  # pragma: no cover - guarded by _validate
         raise InvalidArgument(f"unknown SUT {sut_name!r}")
+    responses = None
+    if (out_dir / "mlperf_log_accuracy.json").is_file():
+        responses = flg.account_responses(out_dir)
+    failed = _failure(sut_failure, responses)
     acc = None
     if mode == "accuracy":
-        # The reference answers float32 (as MLPerf's reference), the native SUT int32.
         acc = flg.accuracy_from_log(out_dir / "mlperf_log_accuracy.json", store.labels,
-                                    dtype="int32" if sut_name == "native" else "float32")
+                                    dtype=RESPONSE_DTYPE[sut_name])
     distribution = None
     if enable_trace and mode == "performance":
         from .latency import distribution as summarise, read_trace_latencies
@@ -420,6 +559,9 @@ def _run_one(sut_name: str, args: argparse.Namespace, model: Path, store: Any, s
         "accuracy_good": acc.good if acc else None,
         "accuracy_total": acc.total if acc else None,
         "sut_errors": sut_errors,
+        "failed": failed,
+        "responses": responses.as_dict() if responses is not None else None,
+        "audit": audit,
         "label": result.label, "quick": result.quick,
         "settings": {k: v for k, v in overrides.items()},
         "native_config": _config_dict(config) if config is not None else None,
@@ -452,6 +594,8 @@ def _native_engine(args: argparse.Namespace, model: Path, store: Any, scenario: 
 
     config = make_config(scenario, device=engine_device(args.engine),
                          **{**_native_knobs(args), **(knobs or {})})
+    # The executor's own watchdog, with the reference SUT's limit (0: off for both).
+    config.watchdog_ms = int(round((args.watchdog_s or 0) * 1000))
     key = (args.engine, str(model), repr(config))
     if key not in _ENGINES:
         extra: dict[str, Any] = {}
@@ -525,18 +669,19 @@ class _QuickSizer:
     # ---- runs
     def run(self, sut_name: str, scenario: str, mode: str, run_dir: Path, *, kind: str = "run",
             knobs: dict[str, int] | None = None, enable_trace: bool = False,
-            note: str = "", **overrides: Any) -> dict[str, Any]:
+            note: str = "", audit: str | None = None, **overrides: Any) -> dict[str, Any]:
         if scenario == "Server":
             self._size_server(sut_name, mode, overrides)
         target = overrides.get("target_qps")
         self.progress.run_start(kind=kind, sut=sut_name, scenario=scenario, mode=mode, note=note,
                                 expected_s=self.expected_s(sut_name, scenario, mode, target))
-        r = self._run(sut_name, scenario, mode, run_dir, kind, knobs, enable_trace, overrides)
+        r = self._run(sut_name, scenario, mode, run_dir, kind, knobs, enable_trace, overrides,
+                      audit)
         # A short first run can underestimate a SUT that is still warming up, so the rerun
         # (at twice the measured rate) may be repeated, at most three times in all.
         for _ in range(3):
             if not (self.enabled() and scenario == "Offline" and mode == "performance"
-                    and not r["valid"] and "Min duration satisfied" in r["unmet"] and r["value"]):
+                    and audit is None and not r["valid"] and "Min duration satisfied" in r["unmet"] and r["value"]):
                 break
             self.progress.run_end(r, kind=kind, took_s=r["took_s"])
             self.progress.add([self.expected_s(sut_name, scenario, mode)])
@@ -546,7 +691,8 @@ class _QuickSizer:
                                     expected_s=self.expected_s(sut_name, scenario, mode))
             overrides = {**overrides, "target_qps": round(2 * r["value"], 2)}
             r = self._run(sut_name, scenario, mode, run_dir, kind, knobs, enable_trace, overrides)
-        if scenario == "Offline" and mode == "performance" and r["value"] and knobs is None:
+        if scenario == "Offline" and mode == "performance" and r["value"] and knobs is None \
+                and audit is None and not r["failed"]:
             self.capacity[sut_name] = r["value"]
         if scenario == "Server" and mode == "performance" and kind == "run" and r["target_qps"]:
             self.server_target[sut_name] = r["target_qps"]
@@ -555,9 +701,9 @@ class _QuickSizer:
 
     def _run(self, sut_name: str, scenario: str, mode: str, run_dir: Path, kind: str,
              knobs: dict[str, int] | None, enable_trace: bool,
-             overrides: dict[str, Any]) -> dict[str, Any]:
+             overrides: dict[str, Any], audit: str | None = None) -> dict[str, Any]:
         r = _run_one(sut_name, self.args, self.model, self.store, scenario, mode, run_dir,
-                     knobs=knobs, enable_trace=enable_trace, **overrides)
+                     knobs=knobs, enable_trace=enable_trace, audit=audit, **overrides)
         r["kind"] = kind
         if knobs:
             r["knobs"] = dict(knobs)
@@ -615,7 +761,7 @@ def _server_peak(sizer: _QuickSizer, sut_name: str,
         return max(args.search_time, min_queries / q) + sizer.overhead_s(sut_name)
 
     def as_trial(r: dict[str, Any], q: float) -> Trial:
-        return Trial(load=q, ok=bool(r["valid"]) and not r["sut_errors"], value=r["value"],
+        return Trial(load=q, ok=bool(r["valid"]) and not r["failed"], value=r["value"],
                      p99_ns=(r["latencies_ns"] or {}).get("p99"), wall_s=r["took_s"],
                      unmet=list(r["unmet"]), log_dir=r["log_dir"])
 
@@ -766,6 +912,7 @@ def _report_from(args: argparse.Namespace, progress: Progress) -> int:
 def _main(args: argparse.Namespace, progress: Progress | None = None) -> int:
     progress = progress or Progress("quiet" if args.quiet else "human")
     if args.report_from is not None:
+        _check_report_from_alone(args)
         return _report_from(args, progress)
     plan = _validate(args)
     out_root = flg.prepare_output_dir(args.output)
@@ -779,7 +926,12 @@ def _main(args: argparse.Namespace, progress: Progress | None = None) -> int:
     if dataset.skipped:
         progress.say(f"fastres.bench: {dataset.skipped} images listed in val_map.txt are missing "
                      "and were skipped (--skip-missing)")
-    store = build_store(dataset, "fp32", args.cache_dir, quiet=args.quiet or args.json)
+    store = build_store(dataset, "fp32", args.cache_dir, quiet=args.quiet or args.json,
+                        skip_bad=args.skip_bad)
+    if store.skipped_bad:
+        first = store.skipped_bad[0]
+        progress.say(f"fastres.bench: {len(store.skipped_bad)} image(s) could not be "
+                     f"preprocessed and were left out (--skip-bad); first: {first['reason']}")
 
     sizer = _QuickSizer(args, Path(inputs["model"]), store, out_root, progress)
     order = _execution_order(plan["scenarios"])
@@ -793,38 +945,158 @@ def _main(args: argparse.Namespace, progress: Progress | None = None) -> int:
                           if (plan["find_peak"] and sc == "Server" and m == "performance") else 0.0)
                 for s, sc, m in jobs]
     expected += [_estimate(sizer, "native", sc, "performance") for sc in order for _ in settings]
+    expected += [_estimate(sizer, s, sc, "performance") for _ in plan["audits"]
+                 for s in plan["suts"] for sc in order]
     progress.plan(expected, output=str(out_root), scenarios=order, suts=plan["suts"],
-                  modes=plan["modes"], find_peak=plan["find_peak"], sweep_settings=n_sweep)
+                  modes=plan["modes"], find_peak=plan["find_peak"], sweep_settings=n_sweep,
+                  audits=plan["audits"])
 
-    runs: list[dict[str, Any]] = []
-    peaks: dict[str, Any] = {}
-    for sut_name, scenario, mode in jobs:
-        run_dir = out_root / sut_name / scenario / mode
-        trace = mode == "performance" and _trace_policy(args, sut_name)
-        if plan["find_peak"] and scenario == "Server" and mode == "performance":
-            r, peaks[sut_name] = _server_peak(sizer, sut_name, trace)
+    state: dict[str, Any] = {"runs": [], "peaks": {}, "sweep": None, "audits": []}
+
+    def payload(complete: bool, error: str | None = None) -> dict[str, Any]:
+        return _payload(args, plan, inputs, dataset, store, out_root, state, complete, error)
+
+    try:
+        for sut_name, scenario, mode in jobs:
+            run_dir = out_root / sut_name / scenario / mode
+            trace = mode == "performance" and _trace_policy(args, sut_name)
+            if plan["find_peak"] and scenario == "Server" and mode == "performance":
+                r, state["peaks"][sut_name] = _server_peak(sizer, sut_name, trace)
+            else:
+                r = sizer.run(sut_name, scenario, mode, run_dir, enable_trace=trace)
+            state["runs"].append(r)
+            # what is done is kept: a later failure or Ctrl-C leaves these runs on disk
+            report.write_results(out_root, payload(False))
+        if plan["sweep"]:
+            state["sweep"] = _run_sweep(sizer, plan, order)
+        for test in plan["audits"]:
+            for sut_name in plan["suts"]:
+                for scenario in order:
+                    state["audits"].append(_audit(sizer, test, sut_name, scenario,
+                                                  state["runs"], out_root))
+                    report.write_results(out_root, payload(False))
+    except (FastresError, KeyboardInterrupt) as exc:
+        report.write_results(out_root, payload(False, str(exc) or type(exc).__name__))
+        raise
+
+    final = payload(True)
+    report.write_results(out_root, final)
+    rows, peaks, quick = final["rows"], state["peaks"], final["settings"]["quick"]
+    md = report.write_report(out_root, final, rows, plots=not args.no_plots)
+    html_path = out_root / "report.html"
+    failed = report.failed_runs(final)
+    failed_audits = [a for a in state["audits"] if not a["passed"]]
+    rc = 1 if failed or failed_audits else 0
+    if args.json:
+        progress.emit("done", rc=rc, results=str(out_root / "results.json"), report_md=str(md),
+                      report_html=str(html_path), rows=rows,
+                      server_peak={u: {"peak": p["peak"], "confirmed": p["confirmed"]}
+                                   for u, p in peaks.items()},
+                      audits=[{k: a[k] for k in ("sut", "scenario", "test", "passed")}
+                              for a in state["audits"]],
+                      failed=[{k: r[k] for k in ("sut", "scenario", "mode", "failed")}
+                              for r in failed])
+    else:
+        print(report.format_table(rows, quick=quick))
+        for u, p in peaks.items():
+            print(f"Server peak {u}: {_peak_text(p)}")
+        if len(peaks) == 2 and all(p["peak"] for p in peaks.values()):
+            a, b = (peaks[u]["peak"] for u in SUTS if u in peaks)
+            print(f"Server peak native / reference: {b / a:.2f}x")
+        for a in state["audits"]:
+            print(f"{a['test']} {a['sut']} {a['scenario']}: "
+                  f"{'PASS' if a['passed'] else 'FAIL'} ("
+                  + "; ".join(f"{c['name']} {'pass' if c['passed'] else 'FAIL'}: {c['message']}"
+                              for c in a["checks"]) + ")")
+        print(f"\nresults: {out_root / 'results.json'}, report: {md}, {html_path} "
+              f"(took {fmt_duration(progress.elapsed())})")
+    if failed:
+        print("fastres.bench: error: failed runs, not results: " + "; ".join(
+            f"{r['sut']} {r['scenario']} {r.get('audit') or r['mode']}: {r['failed']}"
+            for r in failed), file=sys.stderr)
+    if failed_audits:
+        print("fastres.bench: error: compliance audits failed: " + ", ".join(
+            f"{a['test']} {a['sut']} {a['scenario']}" for a in failed_audits), file=sys.stderr)
+    return rc
+
+
+def _audit(sizer: _QuickSizer, test: str, sut_name: str, scenario: str,
+           runs: list[dict[str, Any]], out_root: Path) -> dict[str, Any]:
+    """Run compliance audit ``test`` for one SUT and scenario with the settings of its
+    performance run, and verify it (:mod:`fastres.bench.audit`). Returns the verdict."""
+    from .audit import AuditResult, Check, verify
+
+    def main_run(mode: str) -> dict[str, Any] | None:
+        return next((r for r in runs if (r["sut"], r["scenario"], r["mode"], r["kind"])
+                     == (sut_name, scenario, mode, "run")), None)
+
+    audit_dir = out_root / sut_name / scenario / test
+    perf, acc = main_run("performance"), main_run("accuracy")
+    missing = [(m, r) for m, r in (("performance", perf),) + ((("accuracy", acc),)
+                                                            if test == "TEST01" else ())
+               if r is None or r["failed"]]
+    run: dict[str, Any] | None = None
+    if missing:
+        checks = [Check("prerequisites", False, "; ".join(
+            f"the {m} run " + ("is missing" if r is None else f"failed ({r['failed']})")
+            for m, r in missing) + ": nothing valid to compare with")]
+        result = AuditResult(test, scenario, checks, str(audit_dir))
+    else:
+        assert perf is not None
+        overrides = dict(perf.get("settings") or {})
+        if scenario in ("Server", "Offline") and perf.get("target_qps"):
+            overrides["target_qps"] = perf["target_qps"]
+        if scenario == "Offline" and sizer.enabled() and perf.get("value"):
+            # Offline issues expected QPS x duration samples: an audit run even a little faster
+            # than the performance run would run out of them and be INVALID on that alone. The
+            # score (samples/s) does not depend on the count.
+            overrides["target_qps"] = round(max(overrides.get("target_qps") or 0,
+                                                2 * perf["value"]), 2)
+        run = sizer.run(sut_name, scenario, "performance", audit_dir, kind="audit", audit=test,
+                        note=f"compliance audit {test}", **overrides)
+        if run["failed"]:
+            result = AuditResult(test, scenario, [Check("audit run", False,
+                                                        f"failed: {run['failed']}")],
+                                 str(audit_dir))
         else:
-            r = sizer.run(sut_name, scenario, mode, run_dir, enable_trace=trace)
-        runs.append(r)
-    sweep = _run_sweep(sizer, plan, order) if plan["sweep"] else None
+            result = verify(test, performance_dir=perf["log_dir"], audit_dir=audit_dir,
+                            accuracy_dir=acc["log_dir"] if acc else None,
+                            dtype=RESPONSE_DTYPE[sut_name])
+    out = {"sut": sut_name, **result.as_dict(), "scenario": scenario, "run": run,
+           "audit_dir_rel": os.path.relpath(audit_dir, out_root)}
+    sizer.progress.emit("audit", sut=sut_name, scenario=scenario, test=test,
+                        passed=result.passed)
+    sizer.progress.say(f"    {test} {sut_name} {scenario}: "
+                       f"{'PASS' if result.passed else 'FAIL'}")
+    return out
+
+
+def _payload(args: argparse.Namespace, plan: dict[str, Any], inputs: dict[str, Any],
+             dataset: Any, store: Any, out_root: Path, state: dict[str, Any], complete: bool,
+             error: str | None) -> dict[str, Any]:
+    """What results.json holds: every figure, setting and the environment."""
+    from ..sut.native import make_config
 
     rank = {s: i for i, s in enumerate(flg.SCENARIOS)}
-    runs.sort(key=lambda r: (rank[r["scenario"]], plan["suts"].index(r["sut"]),
-                             plan["modes"].index(r["mode"])))
+    runs = sorted(state["runs"], key=lambda r: (rank[r["scenario"]],
+                                                plan["suts"].index(r["sut"]),
+                                                plan["modes"].index(r["mode"])))
+    sweep = state["sweep"]
     for r in runs + [x for info in (sweep or {}).get("scenarios", {}).values()
                      for x in info["results"]]:
         r["log_dir_rel"] = os.path.relpath(r["log_dir"], out_root)
     quick = not args.official
-    rows = report.build_rows(runs, baseline=SUTS[0])
-    from ..sut.native import make_config
-
-    payload = {
+    return {
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "label": report.QUICK_LABEL if quick else "official MLPerf settings",
+        "complete": complete,
+        "error": error,
         "settings": {
             "quick": quick, "scenarios": plan["scenarios"], "modes": plan["modes"],
             "suts": plan["suts"], "model": str(inputs["model"]), "dataset": str(inputs["dataset"]),
-            "synthetic_default": inputs["synthetic"], "images": len(dataset),
+            "synthetic_default": inputs["synthetic"], "images": len(store),
+            "images_listed": len(dataset),
+            "skipped_bad": [dict(b) for b in store.skipped_bad],
             "threads": args.threads or os.cpu_count(), "max_batchsize": args.max_batchsize,
             "time_s": args.time, "target_qps": args.target_qps,
             "native_engine": args.engine, "native_issue": args.issue,
@@ -838,43 +1110,23 @@ def _main(args: argparse.Namespace, progress: Progress | None = None) -> int:
                        "min_queries": int(flg.QUICK_DEFAULTS["Server"]["min_query_count"]),
                        "why_off": plan["find_peak_why_off"]},
             "sweep": plan["sweep"] or None,
+            "audits": plan["audits"],
+            "watchdog_s": args.watchdog_s or None,
             "latency_trace": {s: _trace_policy(args, s) for s in plan["suts"]},
             "input_name": args.input_name, "output_name": args.output_name,
             "data_format": args.data_format, "count": args.count,
-            "skip_missing": args.skip_missing, "cache_dir": str(args.cache_dir),
+            "skip_missing": args.skip_missing, "skip_bad": args.skip_bad,
+            "cache_dir": str(args.cache_dir),
             "command_line": getattr(args, "command_line", None),
         },
         "environment": _environment(),
-        "rows": rows,
+        "rows": report.build_rows(runs, baseline=SUTS[0]),
         "runs": runs,
-        "server_peak": peaks,
+        "server_peak": state["peaks"],
         "sweep": sweep,
+        "audits": state["audits"],
         "published": [dict(e) for e in _published()],
     }
-    report.write_results(out_root, payload)
-    md = report.write_report(out_root, payload, rows, plots=not args.no_plots)
-    html_path = out_root / "report.html"
-    failed = [r for r in runs if r["sut_errors"]]
-    rc = 1 if failed else 0
-    if args.json:
-        progress.emit("done", rc=rc, results=str(out_root / "results.json"), report_md=str(md),
-                      report_html=str(html_path), rows=rows,
-                      server_peak={u: {"peak": p["peak"], "confirmed": p["confirmed"]}
-                                   for u, p in peaks.items()})
-    else:
-        print(report.format_table(rows, quick=quick))
-        for u, p in peaks.items():
-            print(f"Server peak {u}: {_peak_text(p)}")
-        if len(peaks) == 2 and all(p["peak"] for p in peaks.values()):
-            a, b = (peaks[u]["peak"] for u in SUTS if u in peaks)
-            print(f"Server peak native / reference: {b / a:.2f}x")
-        print(f"\nresults: {out_root / 'results.json'}, report: {md}, {html_path} "
-              f"(took {fmt_duration(progress.elapsed())})")
-    if failed:
-        print("fastres.bench: error: SUT errors in " + ", ".join(
-            f"{r['sut']} {r['scenario']} {r['mode']} ({r['sut_errors']})" for r in failed)
-            + "; these runs are not results", file=sys.stderr)
-    return rc
 
 
 def _published() -> tuple[dict[str, Any], ...]:

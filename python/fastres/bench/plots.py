@@ -52,8 +52,10 @@ def _png(plt: Any, fig: Any) -> bytes:
 
 
 def _perf_runs(payload: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    # a failed run is not a result: no figure of it is plotted
     return {(r["sut"], r["scenario"]): r for r in payload.get("runs", [])
-            if r["mode"] == "performance" and r.get("kind", "run") == "run"}
+            if r["mode"] == "performance" and r.get("kind", "run") == "run"
+            and not r.get("failed")}
 
 
 def _panels(plt: Any, n: int, width: float = 4.2, height: float = 3.4) -> tuple[Any, list[Any]]:
@@ -283,7 +285,9 @@ def _sweep(plt: Any, payload: dict[str, Any]) -> dict[str, Any] | None:
     for ax, scenario in zip(axes, scenarios):
         results = per[scenario]["results"]
         best = per[scenario].get("best")
-        labels = [r["setting_label"] for r in results]
+        labels = [r["setting_label"] + (" (FAILED)" if r.get("failed") else "")
+                  for r in results]
+        results = [{} if r.get("failed") else r for r in results]  # no bar for a failed run
         if scenario == "Server":
             values = [(r.get("latencies_ns") or {}).get("p99", 0) / 1e6 for r in results]
             xlabel = "p99 latency (ms) at the same target QPS — lower is better"

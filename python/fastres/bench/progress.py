@@ -136,7 +136,9 @@ class Progress:
         self._done_expected += expected
         self._done_actual += wall
         if self.mode == "human":
-            if result.get("mode") == "performance":
+            if result.get("failed"):
+                self.say(f"    FAILED, not a result: {result['failed']}")
+            elif result.get("mode") == "performance":
                 v = result.get("value")
                 verdict = "VALID" if result.get("valid") else (
                     "INVALID (not satisfied: " + ", ".join(result.get("unmet") or []) + ")")
@@ -149,7 +151,8 @@ class Progress:
                   sut=result.get("sut"), scenario=result.get("scenario"), mode=result.get("mode"),
                   metric=result.get("metric"), value=result.get("value"),
                   valid=result.get("valid"), accuracy=result.get("accuracy"),
-                  sut_errors=result.get("sut_errors"), wall_s=wall,
+                  sut_errors=result.get("sut_errors"), failed=result.get("failed"),
+                  audit=result.get("audit"), wall_s=wall,
                   log_dir=result.get("log_dir"), remaining_s=round(self.remaining(), 1))
 
     # ---- "still running" lines for long runs

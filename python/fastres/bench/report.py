@@ -67,26 +67,43 @@ def speedup(ref: float | None, other: float | None, scenario: str) -> float | No
     return ref / other if scenario in _LATENCY_SCENARIOS else other / ref
 
 
+def _result(r: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A run that can be shown as a result: None for a missing or a failed run."""
+    return None if r is None or r.get("failed") else r
+
+
+def failed_runs(payload: dict[str, Any]) -> list[dict[str, Any]]:
+    """The main runs and sweep settings of ``payload`` that failed (not results)."""
+    sweep = (payload.get("sweep") or {}).get("scenarios") or {}
+    return [r for r in payload.get("runs", []) + [x for info in sweep.values()
+                                                   for x in info["results"]]
+            if r.get("failed")]
+
+
 def build_rows(runs: list[dict[str, Any]], baseline: str = "reference") -> list[dict[str, Any]]:
     """One row per (SUT, scenario): the performance figures next to that pair's accuracy.
-    Only the main runs count (not search trials or sweep settings)."""
+    Only the main runs count (not search trials or sweep settings). A failed run gives no
+    figure: its row says ``failed`` (why) instead."""
     runs = [r for r in runs if r.get("kind", "run") == "run"]
     perf = {(r["sut"], r["scenario"]): r for r in runs if r["mode"] == "performance"}
     acc = {(r["sut"], r["scenario"]): r for r in runs if r["mode"] == "accuracy"}
     keys = list(dict.fromkeys([(r["sut"], r["scenario"]) for r in runs]))
     rows = []
     for sut, scenario in keys:
-        p, a = perf.get((sut, scenario)), acc.get((sut, scenario))
-        base = perf.get((baseline, scenario))
+        p_run, a_run = perf.get((sut, scenario)), acc.get((sut, scenario))
+        p, a = _result(p_run), _result(a_run)
+        base = _result(perf.get((baseline, scenario)))
+        failed = [f"{r['mode']}: {r['failed']}" for r in (p_run, a_run) if r and r.get("failed")]
         rows.append({
             "sut": sut,
             "scenario": scenario,
-            "metric": p["metric"] if p else None,
+            "metric": p_run["metric"] if p_run else None,
             "value": p["value"] if p else None,
             "valid": p["valid"] if p else None,
             "unmet": p["unmet"] if p else [],
             "accuracy": a["accuracy"] if a else None,
             "speedup": speedup(base["value"] if base else None, p["value"] if p else None, scenario),
+            "failed": "; ".join(failed) or None,
         })
     return rows
 
@@ -95,6 +112,9 @@ def format_table(rows: list[dict[str, Any]], quick: bool) -> str:
     header = ["SUT", "scenario", "metric", "value", "VALID", "top-1", "vs reference"]
     lines = [header]
     for r in rows:
+        if r.get("failed"):
+            lines.append([r["sut"], r["scenario"], r["metric"] or "-", "FAILED", "-", "-", "-"])
+            continue
         valid = "-" if r["valid"] is None else ("VALID" if r["valid"] else "INVALID")
         acc = "-" if r["accuracy"] is None else f"{r['accuracy']:.3f}%"
         sp = "-" if r["speedup"] is None else f"{r['speedup']:.2f}x"
@@ -103,16 +123,28 @@ def format_table(rows: list[dict[str, Any]], quick: bool) -> str:
     widths = [max(len(str(row[i])) for row in lines) for i in range(len(header))]
     out = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in lines]
     out.insert(1, "  ".join("-" * w for w in widths))
+    for r in rows:
+        if r.get("failed"):
+            out.append(f"FAILED {r['sut']} {r['scenario']}, not a result: {r['failed']}")
     if quick:
         out.append(f"({QUICK_LABEL})")
     return "\n".join(out)
 
 
 def write_results(out_dir: Path, payload: dict[str, Any]) -> Path:
+    """Write ``results.json`` atomically (a temporary file renamed over it). Raises
+    FastresError naming the folder when it cannot be written (the LoadGen logs of the runs
+    finished so far stay in their folders)."""
+    from ..errors import FastresError
+
     path = out_dir / "results.json"
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=str) + "\n")
-    tmp.replace(path)
+    try:
+        tmp.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+        tmp.replace(path)
+    except OSError as exc:
+        raise FastresError(f"cannot write {path} ({exc.strerror or exc}); the LoadGen logs of "
+                           f"the runs finished so far are under {out_dir}") from None
     return path
 
 
@@ -282,12 +314,15 @@ def _headline(doc: Doc, payload: dict[str, Any]) -> None:
         for u in suts:
             r = perf.get((u, scenario))
             a = acc.get((u, scenario))
+            if (r and r.get("failed")) or (a and a.get("failed")):
+                cells.append("**FAILED** (not a result; see below)")
+                continue
             text = (_fmt_metric(r["value"], scenario) + _verdict(r)) if r else "-"
             if a and a.get("accuracy") is not None:
                 text += f"; top-1 {a['accuracy']:.3f}%" if r else f"{a['accuracy']:.3f}%"
             cells.append(text)
         if two:
-            a, b = perf.get((suts[0], scenario)), perf.get((suts[1], scenario))
+            a, b = _result(perf.get((suts[0], scenario))), _result(perf.get((suts[1], scenario)))
             cells.append(_fmt_ratio(speedup(a and a["value"], b and b["value"], scenario)))
         rows.append(cells)
     doc.table(header, rows, right=tuple(range(2, len(header))))
@@ -315,9 +350,44 @@ def _headline(doc: Doc, payload: dict[str, Any]) -> None:
         if parts:
             doc.p("Server rows: completed samples/s, each SUT at its own target: "
                   + "; ".join(parts) + ".")
-    invalid = [r for r in perf.values() if r.get("valid") is False and r.get("unmet")]
+    invalid = [r for r in perf.values() if r.get("valid") is False and r.get("unmet")
+               and not r.get("failed")]
     doc.bullets([f"{r['sut']} {r['scenario']} INVALID; LoadGen reports as not satisfied: "
                  + "; ".join(r["unmet"]) for r in invalid])
+    failed = failed_runs(payload)
+    if failed:
+        doc.note("**FAILED runs are not results** (their figures are not shown anywhere in "
+                 "this report): " + "; ".join(
+                     f"{r['sut']} {r['scenario']} {r['mode']}"
+                     + (f" ({r['setting_label']})" if r.get("setting_label") else "")
+                     + f": {r['failed']}" for r in failed))
+
+
+def _audits(doc: Doc, payload: dict[str, Any]) -> None:
+    audits = payload.get("audits") or []
+    if not audits:
+        return
+    doc.h(2, "MLPerf compliance audits")
+    rows = []
+    for a in audits:
+        checks = "; ".join(f"{c['name']}: {'pass' if c['passed'] else '**FAIL**'} "
+                           f"({c['message']})" for c in a["checks"])
+        rows.append([a["sut"], a["scenario"], a["test"],
+                     "PASS" if a["passed"] else "**FAIL**", checks,
+                     f"`{a.get('audit_dir_rel', a.get('audit_dir'))}`"])
+    doc.table(["SUT", "scenario", "audit", "verdict", "checks", "logs"], rows)
+    doc.p("As mlcommons/inference `compliance/TEST01` and `compliance/TEST04` define and verify "
+          "them for ResNet50 (fastres.bench.audit has the rules): TEST01 runs the performance "
+          "settings with LoadGen's accuracy log sampling (seed 720381539243781796, sampling "
+          "target 4096); its logged responses must equal the accuracy run's and its score be "
+          "within ±10% of the performance run's (±20% for short SingleStream/MultiStream "
+          "latencies). TEST04 issues one sample for every query; it must not be more than 10% "
+          "faster than the performance run (the published script allows 20% in SingleStream "
+          "and MultiStream). Each audit's audit.config was written into its log folder for "
+          "the run and deleted after it.")
+    if payload["settings"].get("quick"):
+        doc.note("Quick runs: the audits compare short runs, whose scores vary more than the "
+                 "600-second runs the 10% bound was set for.")
 
 
 def _server_peak(doc: Doc, payload: dict[str, Any]) -> None:
@@ -406,6 +476,10 @@ def _sweep(doc: Doc, payload: dict[str, Any], figures: dict[str, dict[str, Any]]
         header = ["setting", "metric", "value", "VALID", "p99 latency", ""]
         rows = []
         for i, r in enumerate(results):
+            if r.get("failed"):
+                rows.append([r["setting_label"], metric_name(r.get("metric")), "FAILED",
+                             "-", "-", r["failed"]])
+                continue
             rows.append([r["setting_label"], metric_name(r.get("metric")),
                          _fmt_metric(r.get("value"), scenario),
                          "-" if r.get("valid") is None else ("VALID" if r["valid"] else "INVALID"),
@@ -486,6 +560,7 @@ def _runs_table(doc: Doc, payload: dict[str, Any]) -> None:
             continue
         lat = r.get("latencies_ns") or {}
         rows.append([r["sut"], r["scenario"], r["mode"],
+                     f"**FAILED**: {r['failed']}" if r.get("failed") else
                      (_fmt_metric(r["value"], r["scenario"]) + _verdict(r))
                      if r["mode"] == "performance" else
                      (f"top-1 {r['accuracy']:.3f}% ({r['accuracy_good']}/{r['accuracy_total']})"
@@ -519,8 +594,13 @@ def build_doc(payload: dict[str, Any], figures: list[dict[str, Any]],
              if payload['settings'].get('synthetic_default') else "") + ".")
     if plots_missing:
         doc.note(f"No plots: {plots_missing}. This report has tables only.")
+    if payload.get("complete") is False:
+        doc.note("**Incomplete:** the invocation stopped before its end"
+                 + (f" ({payload['error']})" if payload.get("error") else "")
+                 + "; this report holds the runs finished until then.")
     doc.h(2, "Results")
     _headline(doc, payload)
+    _audits(doc, payload)
     for name in ("throughput", "latency_percentiles", "latency_distribution"):
         if name in figs:
             doc.figure(figs[name])

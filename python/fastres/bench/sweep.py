@@ -83,7 +83,7 @@ def pick_best(results: list[dict[str, Any]], scenario: str) -> int | None:
     lowest p99 latency. VALID runs win over INVALID ones; among INVALID ones the same rule.
     """
     candidates = [(i, r) for i, r in enumerate(results) if r.get("value") is not None
-                  and not r.get("sut_errors")]
+                  and not r.get("sut_errors") and not r.get("failed")]
     if not candidates:
         return None
 

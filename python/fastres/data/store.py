@@ -268,12 +268,39 @@ def _read_index(folder: Path) -> dict[str, Any]:
     missing = [k for k in required if k not in index]
     if missing:
         raise _damaged(folder, f"{INDEX_NAME} lacks {', '.join(missing)}")
-    if index["format"] not in FORMATS:
+    if not isinstance(index["format"], str) or index["format"] not in FORMATS:
         raise _damaged(folder, f"{INDEX_NAME} names unknown format {index['format']!r}")
-    n = index["count"]
-    if not (isinstance(n, int) and len(index["files"]) == n and len(index["labels"]) == n):
-        raise _damaged(folder, f"{INDEX_NAME} count {n!r} does not match its file and label lists")
+    problem = _index_problem(index)
+    if problem:
+        raise _damaged(folder, f"{INDEX_NAME} {problem}")
     return index
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _index_problem(index: dict[str, Any]) -> str | None:
+    """What is malformed in an index's fields (wrong types, lengths), or None."""
+    n = index["count"]
+    if not _is_int(n) or n < 0:
+        return f"count {n!r} is not a sample count"
+    for name, ok in (("files", lambda v: isinstance(v, str)), ("labels", _is_int),
+                     ("sizes", _is_int), ("mtimes_ns", _is_int)):
+        values = index.get(name, [] if name in ("sizes", "mtimes_ns") else None)
+        if not isinstance(values, list) or not all(ok(v) for v in values):
+            return f"{name} is not a list of {'names' if name == 'files' else 'integers'}"
+        if name in ("files", "labels") and len(values) != n:
+            return f"count {n!r} does not match its file and label lists"
+    for name in ("key", "producer"):
+        if not isinstance(index[name], str):
+            return f"{name} {index[name]!r} is not a string"
+    skipped = index.get("skipped_bad") or []
+    if not isinstance(skipped, list) or not all(
+            isinstance(e, dict) and _is_int(e.get("index")) and isinstance(e.get("file"), str)
+            and isinstance(e.get("reason"), str) for e in skipped):
+        return "skipped_bad is not a list of {index, file, reason}"
+    return None
 
 
 def _open_data(folder: Path, index: dict[str, Any]) -> np.memmap:
@@ -284,9 +311,12 @@ def _open_data(folder: Path, index: dict[str, Any]) -> np.memmap:
         data = np.load(path, mmap_mode="r", allow_pickle=False)
     except FileNotFoundError:
         raise _damaged(folder, f"{DATA_NAME} is missing") from None
-    except (OSError, ValueError, EOFError) as exc:
+    except Exception as exc:  # noqa: BLE001 - a damaged header fails in many ways
         # A truncated file fails here: the header promises more bytes than the file holds.
-        raise _damaged(folder, f"{DATA_NAME} is truncated or corrupt ({exc})") from None
+        # A damaged header can fail anywhere in NumPy's parser (OSError, ValueError, EOFError,
+        # SyntaxError, tokenize.TokenError...): all of it is a damaged store.
+        raise _damaged(folder, f"{DATA_NAME} is truncated or corrupt "
+                               f"({type(exc).__name__}: {exc})") from None
     if not isinstance(data, np.memmap):
         raise _damaged(folder, f"{DATA_NAME} is not a plain array")
     if data.dtype != dtype or data.shape != expected or not data.flags.c_contiguous:
@@ -321,7 +351,20 @@ def _try_reuse(folder: Path, plan: _Plan) -> tuple[PreprocessedStore | None, str
         return None, getattr(exc, "store_problem", str(exc))
     if store.key != plan.key:
         return None, f"preprocessed store {folder} is stale: {plan.explain_mismatch(store.index)}"
+    # The key matched; the index must also say what the key says (a damaged index with the
+    # right key would otherwise hand out, e.g., wrong labels).
+    expected = plan.index({e["index"]: e["reason"] for e in store.skipped_bad})
+    differ = [f for f in _KEYED_INDEX_FIELDS if store.index.get(f) != expected.get(f)]
+    if differ:
+        return None, (f"preprocessed store {folder} is damaged: {INDEX_NAME} disagrees with "
+                      f"its cache key in {', '.join(differ)}")
     return store, None
+
+
+#: The index fields that the cache key determines: a reused store's must equal the plan's.
+_KEYED_INDEX_FIELDS = ("schema", "format", "producer", "preprocess_version", "dtype",
+                       "sample_shape", "count", "root", "files", "labels", "sizes", "mtimes_ns",
+                       "producer_info", "skipped_bad")
 
 
 # --------------------------------------------------------------------------- building

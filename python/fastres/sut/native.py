@@ -368,6 +368,7 @@ class NativeSUT:
         self.executor = _core.Executor(engine, self.library, self.config, self.sink)
         self._issue_errors = 0
         self._flush_error: str | None = None
+        self.stopped = False
         self._lock = threading.Lock()
         self._sut: Any = None
         self._qsl: Any = None
@@ -436,10 +437,40 @@ class NativeSUT:
     def last_error(self) -> str | None:
         return self.executor.last_error or self._flush_error
 
+    @property
+    def failure(self) -> str | None:
+        """Why the run this SUT served is not a result (samples answered without a result, a
+        failed flush, a stop), else None."""
+        if self.errors:
+            return (f"{self.errors} sample{'s' if self.errors != 1 else ''} answered without a "
+                    f"result; last error: {self.last_error or 'submit refused'}")
+        if self._flush_error:
+            return f"flush failed: {self._flush_error}"
+        if self.stopped:
+            return "the native SUT was stopped during the run"
+        return None
+
+    def stop(self) -> None:
+        """Stop the executor during a test: what it holds is completed, later queries are
+        answered empty at once (LoadGen's test then ends) and the run is failed. Any thread
+        but the executor's own; idempotent. Call close() after the test."""
+        self.stopped = True
+        try:
+            self.executor.stop()
+        except Exception as exc:  # noqa: BLE001 - failed batches: already counted in .errors
+            self._flush_error = self._flush_error or str(exc)
+
     def stats(self) -> dict[str, Any]:
         return self.executor.stats().as_dict()
 
     def close(self) -> None:
+        """Drain and stop the executor, destroy the LoadGen handles; idempotent. During a test
+        it raises InvalidArgument and changes nothing (use stop(), close after the test)."""
+        for handle in (getattr(self, "_sut", None), getattr(self, "_qsl", None)):
+            if handle is not None and flg.in_running_test(handle):
+                raise InvalidArgument("NativeSUT.close() during a LoadGen test would crash "
+                                      "LoadGen: call stop() to end the run, close() after "
+                                      "run_test returns")
         executor = getattr(self, "executor", None)
         if executor is not None:
             try:

@@ -31,6 +31,15 @@ are caught too, since an exception escaping into LoadGen aborts the process; the
 performance sample count is LoadGen's resnet50 value, 1024 (or the store size if smaller),
 where main.py passes ``min(count, 500)`` (official settings override both with 1024).
 
+Reliability additions the reference lacks: every chunk is answered exactly once, by whichever of
+the worker, the watchdog or :meth:`ReferenceSUT.stop` gets there first. With ``watchdog_s`` a
+backend call that overruns the limit is answered empty, named in an EngineError (backend,
+QSL indices, limit), every later chunk is answered empty at once so that LoadGen's test ends,
+and the run is failed (``errors``, ``failure``); workers still inside the hung call are
+abandoned (daemon threads). With a watchdog, SingleStream runs the model on one worker thread
+while LoadGen's issue thread waits for the answer (a hang must not hold the issue thread);
+without one it runs inside IssueQuery, as the reference.
+
 ``data_format="NHWC"`` is for a model that takes [N, 224, 224, 3]: the store holds NCHW, so
 each sample is transposed into a contiguous HWC copy when it is loaded (untimed), which is what
 the reference's NHWC preprocessing would have stored.
@@ -52,7 +61,8 @@ import mlperf_loadgen as lg
 import numpy as np
 
 from .. import loadgen as flg
-from ..errors import DataError, EngineError, InvalidArgument, ModelError, Unavailable
+from ..errors import (DataError, EngineError, FastresError, InvalidArgument, ModelError,
+                      Unavailable)
 
 __all__ = ["ReferenceSUT", "run_reference", "DEFAULT_INPUT", "DEFAULT_OUTPUT", "OFFSET"]
 
@@ -220,7 +230,7 @@ class _InMemoryDataset:
 
 
 class _Item:
-    __slots__ = ("query_id", "content_id", "img", "label", "start")
+    __slots__ = ("query_id", "content_id", "img", "label", "start", "answered", "done")
 
     def __init__(self, query_id: list[int], content_id: list[int], img: np.ndarray | None,
                  label: np.ndarray | None) -> None:
@@ -229,14 +239,22 @@ class _Item:
         self.img = img
         self.label = label
         self.start = time.time()
+        self.answered = False  # claimed by whoever completes it (worker or watchdog), once
+        self.done: threading.Event | None = None  # set when answered, if someone waits for it
 
 
 class _RunnerBase:
     """SingleStream: ``enqueue`` runs every chunk in LoadGen's issue thread and blocks until it
-    is answered."""
+    is answered.
+
+    Every chunk is answered exactly once, by :meth:`_answer`, whoever gets there first: the
+    thread that ran it, the watchdog (a chunk that overran ``watchdog_s``), or :meth:`stop`.
+    After a hang or a stop, chunks are answered empty at once without reaching the model, so
+    LoadGen's test ends; the run is failed (``errors``, ``last_error``).
+    """
 
     def __init__(self, model: _OnnxBackend, ds: _InMemoryDataset, threads: int,
-                 max_batchsize: int) -> None:
+                 max_batchsize: int, watchdog_s: float | None = None) -> None:
         self.model = model
         self.ds = ds
         self.threads = threads
@@ -247,60 +265,91 @@ class _RunnerBase:
         self.good = 0
         self.total = 0
         self.errors = 0
+        self.last_error: str | None = None
         self._count_lock = threading.Lock()
+        # why chunks are refused now (a hung backend, a stop), or None
+        self.refusing: FastresError | None = None
+        self.watchdog_s = watchdog_s
+        self.inflight: dict[int, tuple[_Item, float]] = {}  # id(item) -> (item, monotonic start)
+        self._watchdog: _Watchdog | None = _Watchdog(self, watchdog_s) if watchdog_s else None
 
     def start_run(self, take_accuracy: bool) -> None:
         self.take_accuracy = take_accuracy
         self.result_timing = []
         with self._count_lock:
             self.good = self.total = self.errors = 0
+            self.last_error = None
 
-    def _post_process(self, results: list[np.ndarray], expected: np.ndarray) -> list[list[Any]]:
+    def _post_process(self, results: list[np.ndarray],
+                      expected: np.ndarray) -> tuple[list[list[Any]], int]:
         out = results[0]
         if out.ndim == 2:  # logits or softmax: PostProcessArgMax
             out = np.argmax(out, axis=1)
         processed = []
         good = 0
-        n = len(out)
-        for idx in range(n):
+        for idx in range(len(out)):
             result = out[idx] + self.offset
             processed.append([result])
             if result == expected[idx]:
                 good += 1
+        return processed, good
+
+    def _answer(self, qitem: _Item, processed: list[list[Any]], good: int = 0,
+                error: Exception | str | None = None) -> bool:
+        """Complete ``qitem`` with ``processed`` (empty responses when ``error``), unless it
+        was answered already; returns whether this call answered it. Any thread."""
         with self._count_lock:
-            self.good += good
-            self.total += n
-        return processed
+            if qitem.answered:
+                return False
+            qitem.answered = True
+            if error is not None:
+                self.errors += 1
+                self.last_error = str(error)
+                processed = [[]] * len(qitem.query_id)
+            else:
+                self.good += good
+                self.total += len(processed)
+        if error is not None:
+            log.error("thread: failed on contentid=%s, %s", qitem.content_id, error)
+        response_array_refs = []
+        response = []
+        for idx, query_id in enumerate(qitem.query_id):
+            response_array = array.array("B", np.array(processed[idx], np.float32).tobytes())
+            response_array_refs.append(response_array)
+            bi = response_array.buffer_info()
+            response.append(lg.QuerySampleResponse(query_id, bi[0], bi[1]))
+        lg.QuerySamplesComplete(response)
+        if qitem.done is not None:
+            qitem.done.set()
+        return True
 
     def run_one_item(self, qitem: _Item) -> None:
         """Runs in the issue thread (SingleStream) or a worker; blocks for the inference."""
-        processed: list[list[Any]] = []
+        if self.refusing is not None:
+            self._answer(qitem, [], error=self.refusing)
+            return
+        key = id(qitem)
         try:
             if qitem.img is None:
                 raise DataError(f"samples {qitem.content_id} are not loaded")
-            results = self.model.predict(qitem.img)
-            processed = self._post_process(results, qitem.label)
+            self.inflight[key] = (qitem, time.monotonic())
+            try:
+                results = self.model.predict(qitem.img)
+            finally:
+                self.inflight.pop(key, None)
+            processed, good = self._post_process(results, qitem.label)
             if len(processed) != len(qitem.query_id):
                 raise EngineError(f"the model gave {len(processed)} answers for a batch of "
                                   f"{len(qitem.query_id)}")
-            self.result_timing.append(time.time() - qitem.start)
         except Exception as ex:  # noqa: BLE001 - the reference answers empty and goes on
-            with self._count_lock:
-                self.errors += 1
-            log.error("thread: failed on contentid=%s, %s", qitem.content_id, ex)
-            processed = [[]] * len(qitem.query_id)
-        finally:
-            response_array_refs = []
-            response = []
-            for idx, query_id in enumerate(qitem.query_id):
-                response_array = array.array(
-                    "B", np.array(processed[idx], np.float32).tobytes())
-                response_array_refs.append(response_array)
-                bi = response_array.buffer_info()
-                response.append(lg.QuerySampleResponse(query_id, bi[0], bi[1]))
-            lg.QuerySamplesComplete(response)
+            self._answer(qitem, [], error=ex)
+            return
+        if self._answer(qitem, processed, good):
+            self.result_timing.append(time.time() - qitem.start)
 
     def _item(self, query_id: list[int], idx: list[int]) -> _Item:
+        if self.refusing is not None:  # answered empty at once: no need to stack it
+            return _Item(query_id, idx, None, None)
         try:
             data, label = self.ds.get_samples(idx)
         except Exception as ex:  # noqa: BLE001 - answered empty by run_one_item
@@ -320,18 +369,36 @@ class _RunnerBase:
         for query_id, idx in self._chunks(query_samples):
             self.run_one_item(self._item(query_id, idx))
 
+    def refuse(self, why: FastresError) -> None:
+        """From now on answer every chunk empty without running it (the first reason stays);
+        chunks waiting in a queue are answered at once. Any thread."""
+        if self.refusing is None:
+            self.refusing = why
+        self._drain()
+
+    def _drain(self) -> None:
+        """Answer the chunks that wait for a worker (none here: SingleStream runs inline)."""
+
     def finish(self) -> None:
-        pass
+        if self._watchdog is not None:
+            self._watchdog.stop()
 
 
 class _QueueRunner(_RunnerBase):
     """MultiStream, Server, Offline: ``enqueue`` (LoadGen's issue thread) stacks each chunk and
     puts it on a bounded queue, blocking while the queue is full; ``threads`` workers run and
-    answer the chunks."""
+    answer the chunks.
+
+    With ``wait_for_answers`` (SingleStream under a watchdog) ``enqueue`` then waits until its
+    chunks are answered, so the query still completes inside IssueQuery, as in RunnerBase, but
+    a hung backend holds a worker instead of LoadGen's issue thread.
+    """
 
     def __init__(self, model: _OnnxBackend, ds: _InMemoryDataset, threads: int,
-                 max_batchsize: int) -> None:
-        super().__init__(model, ds, threads, max_batchsize)
+                 max_batchsize: int, watchdog_s: float | None = None,
+                 wait_for_answers: bool = False) -> None:
+        super().__init__(model, ds, threads, max_batchsize, watchdog_s)
+        self.wait_for_answers = wait_for_answers
         self.tasks: queue.Queue[_Item | None] = queue.Queue(maxsize=threads * 4)
         self.workers: list[threading.Thread] = []
         for i in range(self.threads):
@@ -339,6 +406,8 @@ class _QueueRunner(_RunnerBase):
                                       name=f"reference-worker-{i}", daemon=True)
             self.workers.append(worker)
             worker.start()
+        if self._watchdog is not None:
+            self._watchdog.start()
 
     def handle_tasks(self, tasks_queue: queue.Queue[_Item | None]) -> None:
         """Worker thread: runs chunks until it takes a None sentinel."""
@@ -351,16 +420,98 @@ class _QueueRunner(_RunnerBase):
             tasks_queue.task_done()
 
     def enqueue(self, query_samples: list[Any]) -> None:
+        items = []
         for query_id, idx in self._chunks(query_samples):
-            self.tasks.put(self._item(query_id, idx))
+            item = self._item(query_id, idx)
+            if self.refusing is not None:  # never block LoadGen's issue thread after a hang
+                self._answer(item, [], error=self.refusing)
+                continue
+            if self.wait_for_answers:
+                item.done = threading.Event()
+                items.append(item)
+            self.tasks.put(item)
+        for item in items:
+            item.done.wait()  # type: ignore[union-attr]  # the watchdog guarantees an answer
+
+    def _drain(self) -> None:
+        sentinels = 0
+        while True:
+            try:
+                item = self.tasks.get_nowait()
+            except queue.Empty:
+                break
+            if item is None:
+                sentinels += 1
+            else:
+                self._answer(item, [], error=self.refusing)
+            self.tasks.task_done()
+        for _ in range(sentinels):  # room is certain: they were just taken out
+            self.tasks.put_nowait(None)
 
     def finish(self) -> None:
-        """Called by the owner after the test; blocks until every worker has exited."""
+        """Called by the owner after the test; joins every worker, except those still inside a
+        backend that the watchdog declared hung (daemon threads, abandoned)."""
         for _ in self.workers:
             self.tasks.put(None)
+        stuck = {threading.get_ident()}  # never join oneself
         for worker in self.workers:
+            if self.refusing is not None and self.inflight:
+                worker.join(timeout=0.2)
+                if worker.is_alive():
+                    stuck.add(worker.ident or 0)
+                    continue
             worker.join()
+        if len(stuck) > 1:
+            log.warning("%d reference worker(s) are still inside the hung backend and were "
+                        "abandoned", len(stuck) - 1)
         self.workers = []
+        super().finish()
+
+
+class _Watchdog:
+    """Turns a backend call that overruns ``limit_s`` into an EngineError: its chunk is
+    answered empty at once, every later chunk too (the runner refuses them), and the run is
+    failed. A thread of its own, checking the runner's in-flight chunks a few times per limit.
+    """
+
+    def __init__(self, runner: _RunnerBase, limit_s: float) -> None:
+        self.runner = runner
+        self.limit_s = float(limit_s)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="reference-watchdog", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join()
+
+    def _run(self) -> None:
+        tick = min(0.1, self.limit_s / 4)
+        runner = self.runner
+        while not self._stop.wait(tick):
+            now = time.monotonic()
+            for item, began in list(runner.inflight.values()):
+                if now - began <= self.limit_s:
+                    continue
+                error = EngineError(
+                    f"reference SUT: the {type(runner.model).__name__} backend "
+                    f"({runner.model.path}) did not answer a batch of {len(item.content_id)} "
+                    f"samples (QSL indices {_short(item.content_id)}) within the watchdog "
+                    f"limit of {self.limit_s:g} s; its samples and every later one are "
+                    "answered empty and the run is failed. If a batch can legitimately take "
+                    "that long, raise --watchdog-s (0 turns the watchdog off)")
+                runner.refuse(error)
+                runner._answer(item, [], error=error)
+            if runner.refusing is not None:
+                runner._drain()
+
+
+def _short(values: Sequence[int], n: int = 8) -> str:
+    head = ", ".join(str(v) for v in values[:n])
+    return f"[{head}{', ...' if len(values) > n else ''}]"
 
 
 # --------------------------------------------------------------------------------------------
@@ -416,8 +567,13 @@ class ReferenceSUT:
                  data_format: str = "NCHW", providers: Sequence[str] | None = None,
                  input_name: str = DEFAULT_INPUT, output_name: str = DEFAULT_OUTPUT,
                  performance_sample_count: int | None = None,
-                 backend: Any = None) -> None:
+                 backend: Any = None, watchdog_s: float | None = None) -> None:
         self.scenario = flg.parse_scenario(scenario)
+        if watchdog_s is not None and (isinstance(watchdog_s, bool) or
+                                       not isinstance(watchdog_s, (int, float)) or
+                                       not 0 < watchdog_s < float("inf")):
+            raise InvalidArgument(f"watchdog_s must be a positive number of seconds or None, "
+                                  f"got {watchdog_s!r}")
         if threads is None:
             threads = os.cpu_count() or 1
         if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
@@ -446,8 +602,16 @@ class ReferenceSUT:
         self.ds = _InMemoryDataset(store, fmt)
         self._warmup()
 
-        runner_cls = _RunnerBase if self.scenario == "SingleStream" else _QueueRunner
-        self.runner: _RunnerBase = runner_cls(self.backend, self.ds, threads, max_batchsize)
+        self.watchdog_s = watchdog_s
+        self.stopped = False
+        self.runner: _RunnerBase
+        if self.scenario != "SingleStream":
+            self.runner = _QueueRunner(self.backend, self.ds, threads, max_batchsize, watchdog_s)
+        elif watchdog_s is None:
+            self.runner = _RunnerBase(self.backend, self.ds, threads, max_batchsize)
+        else:  # the model runs on a worker, so that a hang cannot hold LoadGen's issue thread
+            self.runner = _QueueRunner(self.backend, self.ds, 1, max_batchsize, watchdog_s,
+                                       wait_for_answers=True)
         self._sut_handle: flg.SUTHandle | None = None
         self._qsl_handle: flg.QSLHandle | None = None
         try:
@@ -489,8 +653,32 @@ class ReferenceSUT:
 
     @property
     def errors(self) -> int:
-        """Chunks answered empty because inference or stacking failed, plus failed loads."""
+        """Chunks answered empty because inference or stacking failed, the watchdog fired or
+        the SUT was stopped, plus failed loads."""
         return self.runner.errors + self.ds.load_errors
+
+    @property
+    def last_error(self) -> str | None:
+        """The most recent failure, in words (None without one)."""
+        return self.runner.last_error
+
+    @property
+    def failure(self) -> str | None:
+        """Why the run this SUT served is not a result (errors, a hang, a stop), else None."""
+        if self.errors:
+            return (f"{self.errors} failed batch{'es' if self.errors != 1 else ''} or loads; "
+                    f"last: {self.last_error or 'LoadSamplesToRam failed'}")
+        if self.stopped:
+            return "the reference SUT was stopped during the run"
+        return None
+
+    def stop(self) -> None:
+        """Stop serving during a test: every chunk not answered yet, now or later, is answered
+        empty at once (LoadGen's test then ends) and the run is failed. Chunks already inside
+        the model finish normally. Any thread; idempotent. Call close() after the test."""
+        self.stopped = True
+        self.runner.refuse(FastresError("the reference SUT was stopped during the run; this "
+                                        "sample was answered empty"))
 
     def start_run(self, take_accuracy: bool = False) -> None:
         """Reset the counters before a test (main.py's ``runner.start_run``)."""
@@ -498,7 +686,13 @@ class ReferenceSUT:
         self.ds.load_errors = 0
 
     def close(self) -> None:
-        """Stop the workers and destroy the LoadGen handles; idempotent."""
+        """Stop the workers and destroy the LoadGen handles; idempotent. During a test it
+        raises InvalidArgument and changes nothing (use stop(), then close after the test)."""
+        for handle in (self._sut_handle, self._qsl_handle):
+            if handle is not None and flg.in_running_test(handle):
+                raise InvalidArgument("ReferenceSUT.close() during a LoadGen test would crash "
+                                      "LoadGen: call stop() to end the run, close() after "
+                                      "run_test returns")
         runner = getattr(self, "runner", None)
         if runner is not None:
             runner.finish()
@@ -526,7 +720,7 @@ def run_reference(model_path: str | os.PathLike[str], store: PreprocessedStore, 
                   threads: int | None = None, max_batchsize: int = 32,
                   data_format: str = "NCHW", providers: Sequence[str] | None = None,
                   input_name: str = DEFAULT_INPUT, output_name: str = DEFAULT_OUTPUT,
-                  backend: Any = None) -> flg.RunResult:
+                  watchdog_s: float | None = None, backend: Any = None) -> flg.RunResult:
     """Run the reference harness under LoadGen once and return the parsed result; in accuracy
     mode ``result.accuracy`` is top-1 from the accuracy log against ``store.labels``.
     ``backend``: another backend with the ONNX one's interface (``NullBackend``,
@@ -543,7 +737,8 @@ def run_reference(model_path: str | os.PathLike[str], store: PreprocessedStore, 
         min_query_count=min_query_count, max_query_count=max_query_count)
     with ReferenceSUT(model_path, store, scenario=settings.scenario_name, threads=threads,
                       max_batchsize=max_batchsize, data_format=data_format, providers=providers,
-                      input_name=input_name, output_name=output_name, backend=backend) as sut:
+                      input_name=input_name, output_name=output_name,
+                      watchdog_s=watchdog_s, backend=backend) as sut:
         sut.start_run(take_accuracy=settings.mode_name == "accuracy")
         result = flg.run_test(sut.sut, sut.qsl, settings, output_dir)
         sut.runner.finish()  # join the workers before reading the counters
