@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from fastres.data.imagenet import NUM_CLASSES, parse_val_map
@@ -49,6 +49,8 @@ def reference_preprocess(path: Path) -> np.ndarray:
 
 @FUZZ
 @given(blob=st.binary(max_size=400) | st.text(max_size=300).map(lambda t: t.encode("utf-8")))
+@example(blob=b"\xef")  # a lone truncated BOM once read as an empty file (found by this test)
+@example(blob=b"\xef\xbb")
 def test_val_map_parser_on_arbitrary_bytes(tmp_path_factory, blob):
     path = tmp_path_factory.mktemp("vm") / "val_map.txt"
     path.write_bytes(blob)

@@ -40,11 +40,24 @@ REFERENCE_MAX_BATCHSIZE = 32
 #: Seconds one engine call may take before the run is failed instead of hanging.
 DEFAULT_WATCHDOG_S = 60.0
 #: Flags only one SUT reads: giving one while that SUT does not run is a contradiction.
+#: The CUDA path's knobs (LWIS's names): only for engines that run on a GPU.
+CUDA_FLAGS = ("use_graphs", "start_from_device", "run_infer_on_copy_streams", "use_spin_wait",
+              "devices")
 NATIVE_ONLY = ("engine", "batch_size", "copy_streams", "infer_streams", "complete_threads",
-               "batch_timeout_us", "deque_limit", "issue")
+               "batch_timeout_us", "deque_limit", "issue", *CUDA_FLAGS)
 REFERENCE_ONLY = ("threads", "max_batchsize")
 #: What --report-from may be combined with (it runs nothing).
 REPORT_FROM_FLAGS = ("report_from", "no_plots", "quiet", "json")
+
+
+def _devices(text: str) -> list[int]:
+    try:
+        devices = [int(t) for t in text.replace(" ", "").split(",") if t]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected CUDA device indices like 0,1, got {text!r}") from None
+    if not devices or any(d < 0 for d in devices):
+        raise argparse.ArgumentTypeError(f"expected CUDA device indices >= 0 like 0,1, got {text!r}")
+    return devices
 
 
 def _positive_int(text: str) -> int:
@@ -149,6 +162,20 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--issue", default=None, choices=("fast", "objects"),
                    help="LoadGen SUT kind for the native SUT: ConstructFastSUT (fast, the "
                         "default) or ConstructSUT")
+    c = p.add_argument_group("native SUT on a GPU (engines tensorrt, or torch where PyTorch sees one)")
+    c.add_argument("--use-graphs", action=argparse.BooleanOptionalAction, default=None,
+                   help="capture each stream slot's engine per batch size into a CUDA graph "
+                        "(default: on, but in Offline)")
+    c.add_argument("--start-from-device", action=argparse.BooleanOptionalAction, default=None,
+                   help="keep the performance samples in device memory: contiguous batches are "
+                        "bound in place, others gathered by a kernel (default: off)")
+    c.add_argument("--run-infer-on-copy-streams", action=argparse.BooleanOptionalAction,
+                   default=None, help="run the engine on each slot's copy stream (default: off)")
+    c.add_argument("--use-spin-wait", action=argparse.BooleanOptionalAction, default=None,
+                   help="completion threads spin on the output events instead of sleeping")
+    c.add_argument("--devices", type=_devices, default=None, metavar="0,1",
+                   help="CUDA devices; --copy-streams slots on each, batches round-robin "
+                        "(default: 0)")
     p.add_argument("--input-name", default="input_tensor:0", help="the model's image input")
     p.add_argument("--output-name", default="ArgMax:0", help="the model's top-1 output")
     p.add_argument("--data-format", default="NCHW", choices=("NCHW", "NHWC"),
@@ -247,7 +274,7 @@ def _validate(args: argparse.Namespace) -> dict[str, Any]:
     plan["audits"] = _validate_audits(args, plan)
     _resolve_defaults(args)
     if "native" in plan["suts"]:
-        from ..sut.native import engine_device, make_config
+        from ..sut.native import engine_device
 
         if args.engine == "tensorrt":  # fail before any work when TensorRT is missing
             from ..engines.tensorrt import check_available
@@ -256,9 +283,15 @@ def _validate(args: argparse.Namespace) -> dict[str, Any]:
         for knob in ("batch_timeout_us", "deque_limit"):
             if getattr(args, knob) is not None and getattr(args, knob) < 0:
                 raise InvalidArgument(f"--{knob.replace('_', '-')} must be >= 0, got {getattr(args, knob)}")
+        cuda_given = [d for d in CUDA_FLAGS if getattr(args, d) is not None]
+        if cuda_given and engine_device(args.engine) != "cuda":
+            raise InvalidArgument(
+                f"{_flags(cuda_given)} {'sets' if len(cuda_given) == 1 else 'set'} the CUDA path, "
+                f"but --engine {args.engine} runs on the CPU here; drop "
+                f"{'it' if len(cuda_given) == 1 else 'them'} or use a GPU engine (tensorrt, or "
+                "torch with a CUDA build of PyTorch on a GPU machine)")
         for scenario in plan["scenarios"]:
-            device = engine_device(args.engine)
-            _check_config(make_config(scenario, device=device, **_native_knobs(args)), device)
+            _check_config(_native_config(args, scenario), engine_device(args.engine))
     if args.model is not None:
         from ..model import check_model
         check_model(args.model, args.input_name, args.output_name, args.data_format)
@@ -362,7 +395,7 @@ def _resolve_find_peak(args: argparse.Namespace, plan: dict[str, Any]) -> tuple[
 def _validate_sweep(args: argparse.Namespace, plan: dict[str, Any]) -> dict[str, list[int]]:
     if not args.sweep:
         return {}
-    from ..sut.native import DEFAULT_KNOBS, make_config
+    from ..sut.native import DEFAULT_KNOBS, engine_device
     from .sweep import grid, parse_sweep, setting_label
 
     if "native" not in plan["suts"]:
@@ -378,7 +411,8 @@ def _validate_sweep(args: argparse.Namespace, plan: dict[str, Any]) -> dict[str,
     for setting in grid(spec):
         for scenario in plan["scenarios"]:
             try:
-                _check_config(make_config(scenario, **{**_native_knobs(args), **setting}))
+                _check_config(_native_config(args, scenario, **setting),
+                              engine_device(args.engine))
             except InvalidArgument as exc:
                 raise InvalidArgument(f"--sweep setting {setting_label(setting)} in {scenario}: "
                                       f"{exc}") from None
@@ -575,27 +609,36 @@ _ENGINES: dict[tuple, tuple[Any, Any]] = {}
 
 
 def _native_knobs(args: argparse.Namespace) -> dict[str, Any]:
-    return {"batch_size": args.batch_size, "copy_streams": args.copy_streams,
-            "infer_streams": args.infer_streams, "complete_threads": args.complete_threads,
-            "batch_timeout_us": args.batch_timeout_us, "deque_limit": args.deque_limit}
+    knobs = {"batch_size": args.batch_size, "copy_streams": args.copy_streams,
+             "infer_streams": args.infer_streams, "complete_threads": args.complete_threads,
+             "batch_timeout_us": args.batch_timeout_us, "deque_limit": args.deque_limit}
+    knobs.update({k: getattr(args, k, None) for k in CUDA_FLAGS})
+    return knobs
 
 
-def _config_dict(config: Any) -> dict[str, int]:
-    from ..sut.native import DEFAULT_KNOBS
+def _config_dict(config: Any) -> dict[str, Any]:
+    from ..sut.native import config_dict
 
-    return {k: int(getattr(config, k)) for k in DEFAULT_KNOBS if hasattr(config, k)}
+    return config_dict(config)
+
+
+def _native_config(args: argparse.Namespace, scenario: str, **knobs: Any) -> Any:
+    """The executor's config for a scenario: the engine's device's defaults, the flags, then
+    ``knobs`` (a sweep setting), with the reference SUT's watchdog limit (0: off for both)."""
+    from ..sut.native import engine_device, make_config
+
+    config = make_config(scenario, device=engine_device(args.engine), **{**_native_knobs(args), **knobs})
+    config.watchdog_ms = int(round((getattr(args, "watchdog_s", 0) or 0) * 1000))
+    return config
 
 
 def _native_engine(args: argparse.Namespace, model: Path, store: Any, scenario: str,
                    knobs: dict[str, int] | None = None) -> tuple[Any, Any]:
     """The native engine and config for a scenario, built once per invocation and setting
     (ONNX Runtime sessions take seconds to create) and shared by the runs."""
-    from ..sut.native import engine_device, make_config, make_engine
+    from ..sut.native import make_engine
 
-    config = make_config(scenario, device=engine_device(args.engine),
-                         **{**_native_knobs(args), **(knobs or {})})
-    # The executor's own watchdog, with the reference SUT's limit (0: off for both).
-    config.watchdog_ms = int(round((args.watchdog_s or 0) * 1000))
+    config = _native_config(args, scenario, **(knobs or {}))
     key = (args.engine, str(model), repr(config))
     if key not in _ENGINES:
         extra: dict[str, Any] = {}
@@ -855,10 +898,8 @@ def _run_sweep(sizer: _QuickSizer, plan: dict[str, Any], order: list[str]) -> di
 def _forget_engine(args: argparse.Namespace, model: Path, scenario: str,
                    setting: dict[str, int]) -> None:
     """Drop a sweep setting's engine (its sessions hold memory) unless a main run uses it."""
-    from ..sut.native import make_config
-
-    config = make_config(scenario, **{**_native_knobs(args), **setting})
-    main = make_config(scenario, **_native_knobs(args))
+    config = _native_config(args, scenario, **setting)
+    main = _native_config(args, scenario)
     if repr(config) != repr(main):
         _ENGINES.pop((args.engine, str(model), repr(config)), None)
 
@@ -1075,8 +1116,6 @@ def _payload(args: argparse.Namespace, plan: dict[str, Any], inputs: dict[str, A
              dataset: Any, store: Any, out_root: Path, state: dict[str, Any], complete: bool,
              error: str | None) -> dict[str, Any]:
     """What results.json holds: every figure, setting and the environment."""
-    from ..sut.native import make_config
-
     rank = {s: i for i, s in enumerate(flg.SCENARIOS)}
     runs = sorted(state["runs"], key=lambda r: (rank[r["scenario"]],
                                                 plan["suts"].index(r["sut"]),
@@ -1101,7 +1140,7 @@ def _payload(args: argparse.Namespace, plan: dict[str, Any], inputs: dict[str, A
             "time_s": args.time, "target_qps": args.target_qps,
             "native_engine": args.engine, "native_issue": args.issue,
             "native_knobs": {k: v for k, v in _native_knobs(args).items() if v is not None},
-            "native_config": {sc: _config_dict(make_config(sc, **_native_knobs(args)))
+            "native_config": {sc: _config_dict(_native_config(args, sc))
                               for sc in plan["scenarios"]} if "native" in plan["suts"] else {},
             "user_conf": str(args.user_conf) if args.user_conf else None,
             "find_peak": plan["find_peak"],

@@ -34,11 +34,13 @@ def _read_lines(path: Path, what: str, fix: str) -> list[str]:
     try:
         # utf-8-sig: a val_map.txt saved by a Windows editor starts with a BOM that would
         # otherwise become part of the first image name.
-        # Split on "\n" only (universal newlines already mapped \r\n and \r to it):
+        # Split on "\n" only (after mapping \r\n and \r to it, as universal newlines would):
         # str.splitlines() would also break at form feeds and U+2028, and line numbers in
         # errors would no longer match what an editor shows.
-        with open(path, encoding="utf-8-sig") as f:
-            return f.read().split("\n")
+        # Decoded in one piece: a text-mode file object reads a lone truncated BOM (b"\xef",
+        # b"\xef\xbb") as an empty file instead of an encoding error (found by tests/test_fuzz.py).
+        text = path.read_bytes().decode("utf-8-sig")
+        return text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     except FileNotFoundError:
         raise DataError(f"{path}: {what} not found; {fix}") from None
     except IsADirectoryError:
