@@ -141,7 +141,26 @@ def make_engine(name: str, store: Any, config: Any, *, model: str | os.PathLike[
                 input_name: str = "input_tensor:0", output_name: str = "ArgMax:0",
                 cache_dir: str | os.PathLike[str] | None = None, calibration: Any = None,
                 calibration_method: str = "minmax", quiet: bool = False) -> Any:
-    """A C++ engine for the native executor, sized for ``store``'s samples and ``config``.
+    """A C++ engine for the native executor, sized for ``store``'s samples and ``config``: the
+    callable of :func:`engine_fn` in a ``PythonEngine``, or the C++ ``NullEngine``."""
+    dtype = str(np.dtype(store.data.dtype))
+    shape = tuple(int(d) for d in store.data.shape[1:])
+    if name == "null":
+        return _core.NullEngine(input_dtype=dtype, input_shape=shape, max_batch=config.batch_size,
+                                answer="constant", constant=0)
+    fn = engine_fn(name, store, config, model=model, input_name=input_name,
+                   output_name=output_name, cache_dir=cache_dir, calibration=calibration,
+                   calibration_method=calibration_method, quiet=quiet)
+    return _core.PythonEngine(fn, dtype, shape, int(config.batch_size))
+
+
+def engine_fn(name: str, store: Any, config: Any, *, model: str | os.PathLike[str] | None = None,
+              input_name: str = "input_tensor:0", output_name: str = "ArgMax:0",
+              cache_dir: str | os.PathLike[str] | None = None, calibration: Any = None,
+              calibration_method: str = "minmax", quiet: bool = False) -> Any:
+    """The engine callable ``fn(inputs, labels, indices)`` (warmed up) that :func:`make_engine`
+    wraps, for fp32 samples like ``store``'s; also the inner engine of the online mode
+    (:mod:`fastres.sut.online`). ``null`` gives a callable that answers 0.
 
     - ``onnxruntime``: ``model`` as given (fp32, MLPerf interface, answers ArgMax − 1), one
       ONNX Runtime session per stream slot (``config.copy_streams``), the cores split among them.
@@ -167,10 +186,8 @@ def make_engine(name: str, store: Any, config: Any, *, model: str | os.PathLike[
     - ``quiet``: no progress display while building.
     """
     dtype = str(np.dtype(store.data.dtype))
-    shape = tuple(int(d) for d in store.data.shape[1:])
     if name == "null":
-        return _core.NullEngine(input_dtype=dtype, input_shape=shape, max_batch=config.batch_size,
-                                answer="constant", constant=0)
+        return _answer_zero
     if name not in ENGINES:
         raise InvalidArgument(f"unknown engine {name!r}; choose one of {', '.join(ENGINES)}")
     if model is None:
@@ -209,7 +226,12 @@ def make_engine(name: str, store: Any, config: Any, *, model: str | os.PathLike[
                                 max_batch=int(config.batch_size),
                                 hint="LATENCY" if slots == 1 else "THROUGHPUT")
     fn.warm_up()
-    return _core.PythonEngine(fn, dtype, shape, int(config.batch_size))
+    return fn
+
+
+def _answer_zero(inputs: Any, labels: np.ndarray, indices: Any) -> None:
+    """The null engine as a Python callable: no model, every answer 0."""
+    labels[:] = 0
 
 
 class NativeSUT:
