@@ -988,7 +988,7 @@ def _main(args: argparse.Namespace, progress: Progress | None = None) -> int:
                       server_peak={u: {"peak": p["peak"], "confirmed": p["confirmed"]}
                                    for u, p in peaks.items()})
     else:
-        print(report.format_table(rows, quick=quick))
+        print(report.format_table(rows, quick=quick, online=args.online))
         print(report.preprocessing_line(preprocessing))
         for u, p in peaks.items():
             print(f"Server peak {u}: {_peak_text(p)}")

@@ -91,14 +91,14 @@ def build_rows(runs: list[dict[str, Any]], baseline: str = "reference") -> list[
     return rows
 
 
-def format_table(rows: list[dict[str, Any]], quick: bool) -> str:
+def format_table(rows: list[dict[str, Any]], quick: bool, online: bool = False) -> str:
     header = ["SUT", "scenario", "metric", "value", "VALID", "top-1", "vs reference"]
     lines = [header]
     for r in rows:
         valid = "-" if r["valid"] is None else ("VALID" if r["valid"] else "INVALID")
         acc = "-" if r["accuracy"] is None else f"{r['accuracy']:.3f}%"
         sp = "-" if r["speedup"] is None else f"{r['speedup']:.2f}x"
-        lines.append([r["sut"], r["scenario"], r["metric"] or "-",
+        lines.append([sut_title(r["sut"], online), r["scenario"], r["metric"] or "-",
                       _fmt_metric(r["value"], r["scenario"]), valid, acc, sp])
     widths = [max(len(str(row[i])) for row in lines) for i in range(len(header))]
     out = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in lines]
@@ -114,6 +114,11 @@ PRODUCERS = {
     "dali-cpu": "DALI on the CPU (fastres.data.dali)",
     "dali-gpu": "DALI on the GPU (fastres.data.dali)",
 }
+
+
+def sut_title(sut: str, online: bool) -> str:
+    """A SUT's name in tables: the online native SUT says what it is wherever it appears."""
+    return f"{sut} (online, beyond MLPerf)" if online and sut == "native" else sut
 
 
 def preprocessing_line(info: dict[str, Any] | None) -> str:
@@ -300,7 +305,8 @@ def _headline(doc: Doc, payload: dict[str, Any]) -> None:
     acc = {(r["sut"], r["scenario"]): r for r in payload.get("runs", [])
            if r["mode"] == "accuracy" and r.get("kind", "run") == "run"}
     scenarios = [s for s in SCENARIOS if s in payload["settings"]["scenarios"]]
-    header = ["scenario", "metric"] + suts
+    online = bool((payload.get("preprocessing") or {}).get("online"))
+    header = ["scenario", "metric"] + [sut_title(u, online) for u in suts]
     two = len(suts) == 2
     if two:
         header.append(f"{suts[1]} / {suts[0]}")
@@ -516,7 +522,7 @@ def _runs_table(doc: Doc, payload: dict[str, Any]) -> None:
         if r.get("kind", "run") != "run":
             continue
         lat = r.get("latencies_ns") or {}
-        rows.append([r["sut"], r["scenario"], r["mode"],
+        rows.append([sut_title(r["sut"], bool(r.get("online"))), r["scenario"], r["mode"],
                      (_fmt_metric(r["value"], r["scenario"]) + _verdict(r))
                      if r["mode"] == "performance" else
                      (f"top-1 {r['accuracy']:.3f}% ({r['accuracy_good']}/{r['accuracy_total']})"
