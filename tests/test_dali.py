@@ -448,6 +448,23 @@ def test_gpu_pipeline_matches_the_reference(tiny, paths, reference_fp32, dali_fp
 
 
 @needs_dali
+@pytest.mark.gpu
+def test_gpu_batch_on_a_stream_is_the_pipelines_output(paths, reference_fp32):
+    """The online GPU hand-off (never run: no machine here has both a GPU and DALI). On the
+    legacy default stream (0), the DeviceBatch's interface names stream 1 and its contents, read
+    back to the host, are the GPU pipeline's preprocessing of these images."""
+    pre = fd.DaliPreprocessor("fp32", device="gpu", batch_size=8)
+    batch = pre.run_batch_on_stream([np.fromfile(p, np.uint8) for p in paths[:8]], 0,
+                                    names=paths[:8])
+    cai = batch.__cuda_array_interface__
+    assert cai["version"] == 3 and cai["stream"] == 1 and tuple(cai["shape"]) == (8, 3, 224, 224)
+    assert batch.bad == [] and batch.data_ptr == cai["data"][0]
+    host = np.asarray(batch._list.as_cpu().as_tensor())
+    assert mean_abs(reference_fp32[:8], host) < MAX_MEAN_DIFF
+    np.testing.assert_array_equal(host, dali_files(paths[:8], "fp32", device="gpu"))
+
+
+@needs_dali
 @pytest.mark.parametrize("fmt", pp.FORMATS)
 def test_gpu_graph_is_defined_without_a_gpu(fmt):
     # Building a GPU pipeline needs CUDA; tracing the same graph does not, and catches API
