@@ -32,6 +32,11 @@ that batch is still preprocessed. :meth:`DaliPreprocessor.preprocess_into` eithe
 :class:`~fastres.errors.DataError` naming the file or, with ``skip_bad=True``, returns the bad
 images and zero-fills their rows.
 
+For the online mode (:mod:`fastres.sut.online`) one batch at a time, without a copy:
+:meth:`DaliPreprocessor.run_batch` (CPU) returns DALI's output buffer as a NumPy array;
+:meth:`DaliPreprocessor.run_batch_on_stream` (GPU; written, never run) returns a
+:class:`DeviceBatch` in device memory, bound to the caller's CUDA stream.
+
 DALI is optional: without it every entry point raises :class:`~fastres.errors.Unavailable`
 naming ``pip install 'fastres[dali]'``. The module itself imports without DALI.
 """
