@@ -52,7 +52,10 @@ from ..errors import DataError, EngineError, InvalidArgument, Unavailable
 from .native import NativeSUT
 
 ONLINE_LABEL = "online preprocessing — beyond MLPerf, not comparable with MLPerf results"
-#: What an online run answers for a bad JPEG skipped with ``skip_bad``: no class has it.
+#: What an online run answers for a bad JPEG skipped with ``skip_bad``: no class has it, and it
+#: is what the LoadGen sink answers for the samples of a failed batch, so either way the
+#: accuracy counts the sample as wrong; ``OnlineEngine.stats()`` and the SUT's error count tell
+#: the two apart.
 SKIPPED_LABEL = -1
 HANDLE_DTYPE = "int64"
 #: (arena, offset, nbytes): the fixed-size sample the executor's SampleLibrary holds.
