@@ -24,12 +24,14 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import loadgen as flg
-from ..errors import FastresError, InvalidArgument
+from ..errors import FastresError, InvalidArgument, Unavailable
 from . import report
 from .progress import Progress, fmt_duration
 
 #: SUTs in the order they run and appear in tables; the first is the baseline.
 SUTS = ("reference", "native")
+#: ``--preprocess`` choices: the reference (OpenCV) preprocessing or fastres.data.dali.
+PREPROCESSINGS = ("reference", "dali")
 DEFAULT_CACHE = Path(os.environ.get("FASTRES_CACHE", Path.home() / ".cache" / "fastres"))
 #: Per-SUT wall-clock seconds the Server peak search may spend by default.
 DEFAULT_SEARCH_BUDGET_S = 60.0
@@ -182,10 +184,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the model's input layout (default: NCHW, as resnet50_v1.onnx)")
     p.add_argument("--skip-missing", action="store_true",
                    help="skip images listed in val_map.txt that are missing, and report the count")
-    p.add_argument("--skip-bad", action="store_true",
-                   help="leave images that cannot be decoded (corrupt, truncated, empty, too "
-                        "large) out of the preprocessed store, and report them, instead of "
-                        "stopping at the first")
+    d = p.add_argument_group("preprocessing (DALI: pip install 'fastres[dali]')")
+    d.add_argument("--preprocess", default="reference", choices=PREPROCESSINGS,
+                   help="what fills the preprocessed store both SUTs read: the reference "
+                        "preprocessing (OpenCV, as MLPerf's reference) or the DALI pipeline "
+                        "(fastres.data.dali); stores are cached apart and marked with their "
+                        "producer (default: reference)")
+    d.add_argument("--dali-device", choices=("cpu", "gpu"), default=None,
+                   help="where DALI runs for --preprocess dali and --online (default: cpu; gpu "
+                        "needs a CUDA device)")
+    d.add_argument("--skip-bad", action="store_true",
+                   help="skip images that cannot be decoded (corrupt, truncated, empty) and "
+                        "report the count, instead of stopping at the first with its name")
+    d.add_argument("--online", action="store_true",
+                   help="BEYOND MLPERF: the native SUT loads raw JPEG bytes and preprocesses "
+                        "each batch with DALI inside the timed run; results are labelled as "
+                        "not comparable with MLPerf results")
     r = p.add_argument_group("peak search, sweeps and the report")
     r.add_argument("--find-peak", action=argparse.BooleanOptionalAction, default=None,
                    help="search each SUT's highest VALID Server target QPS, then confirm it "
@@ -249,6 +263,7 @@ def _validate(args: argparse.Namespace) -> dict[str, Any]:
     plan["scenarios"] = _split(args.scenario, flg.SCENARIOS, "scenario", flg.parse_scenario)
     plan["modes"] = ["performance", "accuracy"] if args.mode == "both" else [args.mode]
     plan["suts"] = _split(args.sut, SUTS, "sut")
+    _validate_preprocessing(args, plan)
     if args.user_conf is not None and not args.user_conf.is_file():
         raise InvalidArgument(f"--user-conf {args.user_conf}: file not found")
     if args.official and (args.time is not None):
@@ -296,6 +311,82 @@ def _validate(args: argparse.Namespace) -> dict[str, Any]:
         from ..model import check_model
         check_model(args.model, args.input_name, args.output_name, args.data_format)
     return plan
+
+
+def _validate_preprocessing(args: argparse.Namespace, plan: dict[str, Any]) -> None:
+    """--preprocess, --dali-device and --online, before any work: DALI installed, a GPU where
+    one is asked for, and online mode only for the native SUT."""
+    uses_dali = args.preprocess == "dali" or args.online
+    if args.dali_device is not None and not uses_dali:
+        raise InvalidArgument("--dali-device chooses where DALI runs: add --preprocess dali or "
+                              "--online, or drop it")
+    args.dali_device = args.dali_device or "cpu"
+    if args.online and "native" not in plan["suts"]:
+        raise InvalidArgument("--online is a mode of the native SUT; include native in --sut")
+    if not uses_dali:
+        return
+    from ..data import dali as fd
+
+    flag = "--preprocess dali" if args.preprocess == "dali" else "--online"
+    if not fd.dali_available():
+        raise Unavailable(f"{flag} needs NVIDIA DALI, which is not installed; install it with "
+                          f"{fd.INSTALL_HINT}, or use --preprocess reference without --online")
+    if args.dali_device == "gpu":
+        if fd.cuda_device_count() == 0:
+            raise Unavailable("--dali-device gpu: no CUDA device or driver on this machine; "
+                              "use --dali-device cpu")
+        if args.online:
+            from .. import _core
+
+            if not _core.build_info()["with_cuda"]:
+                raise Unavailable("--online --dali-device gpu hands DALI's device output to a "
+                                  "CUDA engine through the executor's CUDA path, which this "
+                                  "fastres build does not have; use --dali-device cpu")
+
+
+def _build_store(args: argparse.Namespace, dataset: Any, progress: Progress) -> Any:
+    """The fp32 store both SUTs read, made by --preprocess, with --skip-bad applied; a bad
+    image without --skip-bad is an error naming the file."""
+    from ..errors import DataError
+
+    quiet = args.quiet or args.json
+    try:
+        if args.preprocess == "dali":
+            from ..data.dali import build_dali_store
+
+            store = build_dali_store(dataset, "fp32", args.cache_dir, device=args.dali_device,
+                                     quiet=quiet, skip_bad=args.skip_bad)
+        else:
+            from ..data.store import build_store
+
+            store = build_store(dataset, "fp32", args.cache_dir, quiet=quiet,
+                                skip_bad=args.skip_bad)
+    except DataError as exc:
+        if args.skip_bad or "skip-bad" in str(exc):
+            raise
+        raise DataError(f"{exc} (or pass --skip-bad to skip bad images)") from None
+    if store.skipped_bad:
+        first = store.skipped_bad[0]
+        progress.say(f"fastres.bench: {len(store.skipped_bad)} bad image(s) skipped (--skip-bad), "
+                     f"first {first['file']}: {first['reason']}")
+    return store
+
+
+def _preprocessing_info(args: argparse.Namespace, store: Any) -> dict[str, Any]:
+    """What results.json and the report say about the data: which preprocessing made the store,
+    what it left out, and the online mode."""
+    from ..sut.online import ONLINE_LABEL
+
+    return {
+        "preprocess": args.preprocess, "producer": store.producer,
+        "producer_info": store.index.get("producer_info"), "store": str(store.path),
+        "skip_bad": args.skip_bad, "skipped_bad": len(store.skipped_bad),
+        "skipped_bad_files": [s["file"] for s in store.skipped_bad[:20]],
+        "online": {"suts": ["native"], "dali_device": args.dali_device,
+                   "label": ONLINE_LABEL} if args.online else None,
+    }
+
+
 
 
 def _flags(dests: list[str] | tuple[str, ...]) -> str:
@@ -540,7 +631,18 @@ def _run_one(sut_name: str, args: argparse.Namespace, model: Path, store: Any, s
     kw.update(overrides)
     settings = flg.make_settings(scenario, mode, **kw)
     config = None
-    if sut_name == "native":
+    online = None
+    if sut_name == "native" and args.online:
+        from ..sut.online import OnlineSUT
+
+        engine, config, online = _online_engine(args, model, store, scenario, knobs)
+        online.reset_stats()
+        with OnlineSUT(engine, online.samples, scenario=scenario, config=config,
+                       issue=args.issue) as sut:
+            result = flg.run_test(sut.sut, sut.qsl, settings, out_dir, enable_trace=enable_trace)
+            sut_errors, last_error = sut.errors, sut.last_error
+        online = online.stats()
+    elif sut_name == "native":
         from ..sut.native import NativeSUT
 
         engine, config = _native_engine(args, model, store, scenario, knobs)
@@ -602,6 +704,8 @@ def _run_one(sut_name: str, args: argparse.Namespace, model: Path, store: Any, s
         "test_parameters": result.summary.test_parameters,
         "wall_s": round(result.wall_s, 3), "took_s": round(time.monotonic() - began, 3),
         "log_dir": str(out_dir),
+        **({"online": online, "label": f"{result.label}; {online['label']}",
+            "sut_last_error": last_error} if online is not None else {}),
     }
 
 
@@ -648,6 +752,27 @@ def _native_engine(args: argparse.Namespace, model: Path, store: Any, scenario: 
                              input_name=args.input_name, output_name=args.output_name, **extra)
         _ENGINES[key] = (engine, config)
     return _ENGINES[key]
+
+
+_ONLINE: dict[tuple, tuple[Any, Any, Any]] = {}
+
+
+def _online_engine(args: argparse.Namespace, model: Path, store: Any, scenario: str,
+                   knobs: dict[str, int] | None = None) -> tuple[Any, Any, Any]:
+    """The online native engine (DALI preprocessing + the --engine callable), its config and
+    its OnlineEngine, built once per invocation and setting, over the store's images."""
+    from ..sut.native import engine_fn, make_config
+    from ..sut.online import EncodedSamples, make_online_engine
+
+    config = make_config(scenario, **{**_native_knobs(args), **(knobs or {})})
+    key = (args.engine, str(model), repr(config))
+    if key not in _ONLINE:
+        inner = engine_fn(args.engine, store, config, model=model, input_name=args.input_name,
+                          output_name=args.output_name, quiet=bool(args.quiet or args.json))
+        engine, online = make_online_engine(inner, EncodedSamples.from_store(store), config,
+                                            device=args.dali_device, skip_bad=args.skip_bad)
+        _ONLINE[key] = (engine, config, online)
+    return _ONLINE[key]
 
 
 class _QuickSizer:
@@ -902,6 +1027,7 @@ def _forget_engine(args: argparse.Namespace, model: Path, scenario: str,
     main = _native_config(args, scenario)
     if repr(config) != repr(main):
         _ENGINES.pop((args.engine, str(model), repr(config)), None)
+        _ONLINE.pop((args.engine, str(model), repr(config)), None)
 
 
 # --------------------------------------------------------------------------------------------
@@ -960,19 +1086,13 @@ def _main(args: argparse.Namespace, progress: Progress | None = None) -> int:
     inputs = _resolve_inputs(args, progress)
 
     from ..data.imagenet import ImagenetDataset
-    from ..data.store import build_store
 
     dataset = ImagenetDataset(inputs["dataset"], inputs["val_map"], skip_missing=args.skip_missing,
                               count=args.count)
     if dataset.skipped:
         progress.say(f"fastres.bench: {dataset.skipped} images listed in val_map.txt are missing "
                      "and were skipped (--skip-missing)")
-    store = build_store(dataset, "fp32", args.cache_dir, quiet=args.quiet or args.json,
-                        skip_bad=args.skip_bad)
-    if store.skipped_bad:
-        first = store.skipped_bad[0]
-        progress.say(f"fastres.bench: {len(store.skipped_bad)} image(s) could not be "
-                     f"preprocessed and were left out (--skip-bad); first: {first['reason']}")
+    store = _build_store(args, dataset, progress)
 
     sizer = _QuickSizer(args, Path(inputs["model"]), store, out_root, progress)
     order = _execution_order(plan["scenarios"])
@@ -1038,7 +1158,8 @@ def _main(args: argparse.Namespace, progress: Progress | None = None) -> int:
                       failed=[{k: r[k] for k in ("sut", "scenario", "mode", "failed")}
                               for r in failed])
     else:
-        print(report.format_table(rows, quick=quick))
+        print(report.format_table(rows, quick=quick, online=args.online))
+        print(report.preprocessing_line(final["preprocessing"]))
         for u, p in peaks.items():
             print(f"Server peak {u}: {_peak_text(p)}")
         if len(peaks) == 2 and all(p["peak"] for p in peaks.values()):
@@ -1125,11 +1246,16 @@ def _payload(args: argparse.Namespace, plan: dict[str, Any], inputs: dict[str, A
                      for x in info["results"]]:
         r["log_dir_rel"] = os.path.relpath(r["log_dir"], out_root)
     quick = not args.official
+    preprocessing = _preprocessing_info(args, store)
+    label = report.QUICK_LABEL if quick else "official MLPerf settings"
+    if preprocessing["online"]:
+        label = f"{label}; native SUT: {preprocessing['online']['label']}"
     return {
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "label": report.QUICK_LABEL if quick else "official MLPerf settings",
+        "label": label,
         "complete": complete,
         "error": error,
+        "preprocessing": preprocessing,
         "settings": {
             "quick": quick, "scenarios": plan["scenarios"], "modes": plan["modes"],
             "suts": plan["suts"], "model": str(inputs["model"]), "dataset": str(inputs["dataset"]),
@@ -1154,8 +1280,10 @@ def _payload(args: argparse.Namespace, plan: dict[str, Any], inputs: dict[str, A
             "latency_trace": {s: _trace_policy(args, s) for s in plan["suts"]},
             "input_name": args.input_name, "output_name": args.output_name,
             "data_format": args.data_format, "count": args.count,
-            "skip_missing": args.skip_missing, "skip_bad": args.skip_bad,
-            "cache_dir": str(args.cache_dir),
+            "skip_missing": args.skip_missing, "cache_dir": str(args.cache_dir),
+            "preprocess": args.preprocess, "store_producer": store.producer,
+            "skip_bad": args.skip_bad, "online": args.online,
+            "dali_device": args.dali_device if args.preprocess == "dali" or args.online else None,
             "command_line": getattr(args, "command_line", None),
         },
         "environment": _environment(),

@@ -108,7 +108,7 @@ def build_rows(runs: list[dict[str, Any]], baseline: str = "reference") -> list[
     return rows
 
 
-def format_table(rows: list[dict[str, Any]], quick: bool) -> str:
+def format_table(rows: list[dict[str, Any]], quick: bool, online: bool = False) -> str:
     header = ["SUT", "scenario", "metric", "value", "VALID", "top-1", "vs reference"]
     lines = [header]
     for r in rows:
@@ -118,7 +118,7 @@ def format_table(rows: list[dict[str, Any]], quick: bool) -> str:
         valid = "-" if r["valid"] is None else ("VALID" if r["valid"] else "INVALID")
         acc = "-" if r["accuracy"] is None else f"{r['accuracy']:.3f}%"
         sp = "-" if r["speedup"] is None else f"{r['speedup']:.2f}x"
-        lines.append([r["sut"], r["scenario"], r["metric"] or "-",
+        lines.append([sut_title(r["sut"], online), r["scenario"], r["metric"] or "-",
                       _fmt_metric(r["value"], r["scenario"]), valid, acc, sp])
     widths = [max(len(str(row[i])) for row in lines) for i in range(len(header))]
     out = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in lines]
@@ -129,6 +129,41 @@ def format_table(rows: list[dict[str, Any]], quick: bool) -> str:
     if quick:
         out.append(f"({QUICK_LABEL})")
     return "\n".join(out)
+
+
+#: How the report names a store's producer (``PreprocessedStore.producer``).
+PRODUCERS = {
+    "reference": "the reference preprocessing (OpenCV, as MLPerf's reference harness)",
+    "dali-cpu": "DALI on the CPU (fastres.data.dali)",
+    "dali-gpu": "DALI on the GPU (fastres.data.dali)",
+}
+
+
+def sut_title(sut: str, online: bool) -> str:
+    """A SUT's name in tables: the online native SUT says what it is wherever it appears."""
+    return f"{sut} (online, beyond MLPerf)" if online and sut == "native" else sut
+
+
+def preprocessing_line(info: dict[str, Any] | None) -> str:
+    """One sentence on the data: which preprocessing made the store, what it left out, and the
+    online mode's label (results.json's ``preprocessing``)."""
+    if not info:
+        return "Preprocessed store: not recorded (results.json from an older fastres)."
+    producer = info.get("producer", "?")
+    text = f"Preprocessed store made by {PRODUCERS.get(producer, producer)} [{producer}]"
+    n = info.get("skipped_bad") or 0
+    if n:
+        files = info.get("skipped_bad_files") or []
+        text += (f"; {n} bad image(s) skipped (--skip-bad)"
+                 + (f", first {files[0]}" if files else ""))
+    elif info.get("skip_bad"):
+        text += "; --skip-bad: no bad images"
+    text += "."
+    online = info.get("online")
+    if online:
+        text += (f" Native SUT: {online['label']} (DALI {online.get('dali_device', 'cpu')} "
+                 f"preprocessing of each batch's JPEGs inside the timed run).")
+    return text
 
 
 def write_results(out_dir: Path, payload: dict[str, Any]) -> Path:
@@ -302,7 +337,8 @@ def _headline(doc: Doc, payload: dict[str, Any]) -> None:
     acc = {(r["sut"], r["scenario"]): r for r in payload.get("runs", [])
            if r["mode"] == "accuracy" and r.get("kind", "run") == "run"}
     scenarios = [s for s in SCENARIOS if s in payload["settings"]["scenarios"]]
-    header = ["scenario", "metric"] + suts
+    online = bool((payload.get("preprocessing") or {}).get("online"))
+    header = ["scenario", "metric"] + [sut_title(u, online) for u in suts]
     two = len(suts) == 2
     if two:
         header.append(f"{suts[1]} / {suts[0]}")
@@ -319,7 +355,8 @@ def _headline(doc: Doc, payload: dict[str, Any]) -> None:
                 continue
             text = (_fmt_metric(r["value"], scenario) + _verdict(r)) if r else "-"
             if a and a.get("accuracy") is not None:
-                text += f"; top-1 {a['accuracy']:.3f}%" if r else f"{a['accuracy']:.3f}%"
+                # accuracy-only: the percentage replaces the "-" (it read "-100.000%")
+                text = (text + f"; top-1 {a['accuracy']:.3f}%") if r else f"{a['accuracy']:.3f}%"
             cells.append(text)
         if two:
             a, b = _result(perf.get((suts[0], scenario))), _result(perf.get((suts[1], scenario)))
@@ -559,7 +596,7 @@ def _runs_table(doc: Doc, payload: dict[str, Any]) -> None:
         if r.get("kind", "run") != "run":
             continue
         lat = r.get("latencies_ns") or {}
-        rows.append([r["sut"], r["scenario"], r["mode"],
+        rows.append([sut_title(r["sut"], bool(r.get("online"))), r["scenario"], r["mode"],
                      f"**FAILED**: {r['failed']}" if r.get("failed") else
                      (_fmt_metric(r["value"], r["scenario"]) + _verdict(r))
                      if r["mode"] == "performance" else
@@ -592,6 +629,13 @@ def build_doc(payload: dict[str, Any], figures: list[dict[str, Any]],
           + (" (the embedded synthetic default: accuracy shows the harness answers each sample "
              "with its own answer, not how good a ResNet50 is)"
              if payload['settings'].get('synthetic_default') else "") + ".")
+    info = payload.get("preprocessing")
+    if info and info.get("online"):
+        doc.note(f"**{info['online']['label']}.** The native SUT decoded and preprocessed each "
+                 f"sample's JPEG with DALI ({info['online'].get('dali_device', 'cpu')}) inside "
+                 "the timed run; MLPerf preprocesses before it. Its figures measure a different "
+                 "workload from the reference harness's and from any MLPerf result.")
+    doc.p(preprocessing_line(info))
     if plots_missing:
         doc.note(f"No plots: {plots_missing}. This report has tables only.")
     if payload.get("complete") is False:

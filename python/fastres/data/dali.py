@@ -32,6 +32,11 @@ that batch is still preprocessed. :meth:`DaliPreprocessor.preprocess_into` eithe
 :class:`~fastres.errors.DataError` naming the file or, with ``skip_bad=True``, returns the bad
 images and zero-fills their rows.
 
+For the online mode (:mod:`fastres.sut.online`) one batch at a time, without a copy:
+:meth:`DaliPreprocessor.run_batch` (CPU) returns DALI's output buffer as a NumPy array;
+:meth:`DaliPreprocessor.run_batch_on_stream` (GPU; written, never run) returns a
+:class:`DeviceBatch` in device memory, bound to the caller's CUDA stream.
+
 DALI is optional: without it every entry point raises :class:`~fastres.errors.Unavailable`
 naming ``pip install 'fastres[dali]'``. The module itself imports without DALI.
 """
@@ -192,6 +197,125 @@ def _check_positive(value: Any, name: str) -> int:
     return int(value)
 
 
+def _as_uint8(encoded: Sequence[Any]) -> list[np.ndarray]:
+    """Encoded images as 1-D uint8 arrays, viewing (not copying) the caller's bytes."""
+    return [np.frombuffer(e, dtype=np.uint8) if not isinstance(e, np.ndarray)
+            else e.reshape(-1).view(np.uint8) for e in encoded]
+
+
+def _labeller(names: Sequence[str] | None) -> Any:
+    return (lambda j: str(names[j])) if names is not None else (lambda j: f"sample {j}")
+
+
+_placeholder: np.ndarray | None = None
+
+
+def _placeholder_jpeg() -> np.ndarray:
+    """A small valid JPEG (mid-grey) that stands in for a skipped bad image in a GPU batch, so
+    the batch still runs whole on its stream; the caller answers that row as skipped."""
+    global _placeholder
+    if _placeholder is None:
+        import cv2
+
+        ok, buf = cv2.imencode(".jpg", np.full((256, 256, 3), 128, np.uint8))
+        if not ok:  # pragma: no cover - OpenCV always encodes this
+            raise FastresError("OpenCV could not encode the placeholder JPEG")
+        _placeholder = buf.reshape(-1)
+    return _placeholder
+
+
+class HostBatch:
+    """One batch preprocessed on the CPU (:meth:`DaliPreprocessor.run_batch`).
+
+    ``array``: ``[n, *sample_shape]``, read-only; normally a view of DALI's own output buffer
+    (no copy), kept valid for as long as this object lives (DALI's default execution model
+    frees an output only when nothing refers to it). ``bad``: the images skipped with
+    ``skip_bad`` (their rows are zero).
+    """
+
+    __slots__ = ("array", "bad", "_owner")
+
+    def __init__(self, array: np.ndarray, bad: list[BadImage], owner: Any) -> None:
+        self.array = array
+        self.bad = bad
+        self._owner = owner
+
+    @property
+    def zero_copy(self) -> bool:
+        """Whether ``array`` is DALI's output buffer itself (False on the bad-image path)."""
+        return self._owner is not None
+
+
+class DeviceBatch:
+    """One batch preprocessed on the GPU (:meth:`DaliPreprocessor.run_batch_on_stream`): DALI's
+    device output ``[n, *sample_shape]``, bound to ``stream``, handed on without a copy.
+
+    - ``__cuda_array_interface__``: version 3 with ``"stream"`` set to ``stream`` (1, CUDA's
+      legacy default stream, when ``stream`` is 0, which version 3 forbids): a consumer on
+      another stream must make it wait on ``stream`` first.
+    - ``__dlpack__(stream=...)`` / ``__dlpack_device__()``: DALI's own DLPack export, which
+      makes the consumer's stream wait on the data when needed.
+    - :meth:`copy_to`: for an engine with fixed input addresses (TensorRT bindings), an
+      asynchronous device-to-device copy on ``stream``.
+
+    Lifetime: the memory returns to DALI when the last reference to this object goes, so keep
+    it until the work that reads it has *completed* on the stream, not merely been enqueued
+    (the online engine keeps each slot's batch until that slot's next one).
+
+    WRITTEN, NOT RUN: no machine this was developed on had both a GPU and DALI.
+    """
+
+    __slots__ = ("stream", "bad", "shape", "dtype", "_list", "_tensor")
+
+    def __init__(self, tensor_list: Any, stream: int, bad: list[BadImage]) -> None:
+        self.stream = int(stream)
+        self.bad = bad
+        self._list = tensor_list
+        self._tensor = tensor_list.as_tensor()
+        cai = self._tensor.__cuda_array_interface__
+        self.shape = tuple(int(d) for d in cai["shape"])
+        self.dtype = np.dtype(cai["typestr"])
+
+    @property
+    def data_ptr(self) -> int:
+        """The device address of the first sample."""
+        return int(self._tensor.__cuda_array_interface__["data"][0])
+
+    @property
+    def __cuda_array_interface__(self) -> dict[str, Any]:
+        cai = dict(self._tensor.__cuda_array_interface__)
+        cai["version"] = 3
+        cai["stream"] = self.stream if self.stream != 0 else 1
+        return cai
+
+    def __dlpack__(self, stream: int | None = None, **kwargs: Any) -> Any:
+        return self._tensor.__dlpack__(stream=stream, **kwargs)
+
+    def __dlpack_device__(self) -> Any:
+        return self._tensor.__dlpack_device__()
+
+    def copy_to(self, ptr: int, stream: int | None = None) -> None:
+        """Enqueue a copy of the batch to device address ``ptr`` on ``stream`` (default: the
+        batch's own), without waiting for it."""
+        self._list.copy_to_external(ctypes.c_void_p(ptr),
+                                    cuda_stream=ctypes.c_void_p(self.stream if stream is None
+                                                                else stream),
+                                    non_blocking=True)
+
+
+def cuda_device_count() -> int:
+    """CUDA devices the driver reports, 0 without a driver or device (never raises). DALI's GPU
+    pipeline needs one; asking the driver directly avoids DALI's own warnings."""
+    try:
+        cuda = ctypes.CDLL("libcuda.so.1")
+        count = ctypes.c_int(0)
+        if cuda.cuInit(0) != 0 or cuda.cuDeviceGetCount(ctypes.byref(count)) != 0:
+            return 0
+        return int(count.value)
+    except (OSError, AttributeError):
+        return 0
+
+
 def _tables(fmt: str) -> list[list[float]]:
     """Per channel, the output value of every possible uint8 pixel value, computed by the
     reference's own arithmetic (float32 subtraction, then clip and truncating cast)."""
@@ -290,13 +414,16 @@ class DaliPreprocessor:
             raise
         return pipe
 
-    def _run(self, encoded: list[np.ndarray], out: np.ndarray) -> None:
-        """One DALI run of ``encoded`` (at most batch_size) into ``out[:len(encoded)]``."""
+    def _run_raw(self, encoded: list[np.ndarray], cuda_stream: int | None = None) -> Any:
+        """One DALI run of ``encoded`` (at most batch_size): DALI's output TensorList, host
+        memory for the CPU pipeline, device memory for the GPU one. With ``cuda_stream`` (GPU
+        only) the outputs are bound to that stream (``Pipeline.run(cuda_stream)``, the default
+        execution model): valid for work enqueued on it, with no host synchronisation."""
         if self._pipe is None:
             self._pipe = self._build()
         try:
             self._pipe.feed_input(_INPUT, encoded)
-            (batch,) = self._pipe.run()
+            (batch,) = self._pipe.run() if cuda_stream is None else self._pipe.run(cuda_stream)
         except BaseException:
             # DALI: "Current pipeline object is no longer valid." Shut it down now: the
             # traceback keeps it alive, and a pipeline finalised later by the garbage collector
@@ -304,12 +431,17 @@ class DaliPreprocessor:
             broken, self._pipe = self._pipe, None
             _shutdown(broken)
             raise
-        if self.device == "gpu":
-            batch = batch.as_cpu()
         shapes = {tuple(sh) for sh in batch.shape()}
         if shapes != {self.sample_shape}:
             raise AssertionError(f"DALI produced samples of shapes {sorted(shapes)}, expected "
                                  f"{self.sample_shape}; this is a bug in fastres.data.dali")
+        return batch
+
+    def _run(self, encoded: list[np.ndarray], out: np.ndarray) -> None:
+        """One DALI run of ``encoded`` (at most batch_size) into ``out[:len(encoded)]``."""
+        batch = self._run_raw(encoded)
+        if self.device == "gpu":
+            batch = batch.as_cpu()
         dst = out[:len(encoded)]
         if dst.flags.c_contiguous:
             batch.copy_to_external(ctypes.c_void_p(dst.ctypes.data))
@@ -337,9 +469,8 @@ class DaliPreprocessor:
                    else type(out).__name__)
             raise InvalidArgument(f"out must be a writable {self.dtype}{list(want)} array for "
                                   f"{n} {self.fmt} samples, got {got}")
-        arrays = [np.frombuffer(e, dtype=np.uint8) if not isinstance(e, np.ndarray)
-                  else e.reshape(-1).view(np.uint8) for e in encoded]
-        label = (lambda j: str(names[j])) if names is not None else (lambda j: f"sample {j}")
+        arrays = _as_uint8(encoded)
+        label = _labeller(names)
         bad: list[BadImage] = []
         with self._lock:
             for start in range(0, n, self.batch_size):
@@ -370,24 +501,113 @@ class DaliPreprocessor:
             return bad
         except RuntimeError:
             pass
-        # DALI fails the whole batch and its message does not say which sample in a form
-        # worth parsing: run the images one by one to find the bad ones.
+        bad += self._one_by_one(arrays, todo, label, out)
+        bad.sort(key=lambda b: b.index)
+        return bad
+
+    def _one_by_one(self, arrays: list[np.ndarray], todo: list[int], label: Any,
+                    out: np.ndarray | None = None) -> list[BadImage]:
+        """The images of ``todo`` that DALI cannot preprocess, found by running them one by one
+        (DALI fails the whole batch and its message does not say which sample in a form worth
+        parsing); the good ones are written into ``out[j]`` when ``out`` is given."""
         one = np.empty((1, *self.sample_shape), dtype=self.dtype)
+        bad: list[BadImage] = []
         for j in todo:
             try:
-                self._run([arrays[j]], one)
+                if out is None:
+                    self._run_raw([arrays[j]])
+                else:
+                    self._run([arrays[j]], one)
             except RuntimeError as exc:
                 bad.append(BadImage(j, label(j), f"not a decodable image, corrupt or "
                                                  f"truncated? ({_dali_reason(exc)})"))
                 continue
-            out[j] = one[0]
-        failed = [b for b in bad if arrays[b.index].size]
-        if len(todo) >= 4 and len(failed) == len(todo):
+            if out is not None:
+                out[j] = one[0]
+        if len(todo) >= 4 and len(bad) == len(todo):
             raise FastresError(f"DALI failed on every one of the {len(todo)} images of a batch "
-                               f"(first {failed[0].name}: {failed[0].reason}); that points to "
+                               f"(first {bad[0].name}: {bad[0].reason}); that points to "
                                f"DALI or the device rather than to the images")
-        bad.sort(key=lambda b: b.index)
         return bad
+
+    # ---- one batch, no copy: the online mode's entry points
+
+    def _check_batch(self, encoded: Sequence[Any], device: str) -> list[np.ndarray]:
+        if self.device != device:
+            other = "run_batch" if self.device == "cpu" else "run_batch_on_stream"
+            raise InvalidArgument(f"this is a device={self.device!r} pipeline: use {other}()")
+        if not 1 <= len(encoded) <= self.batch_size:
+            raise InvalidArgument(f"a batch holds 1 to batch_size={self.batch_size} images, got "
+                                  f"{len(encoded)}")
+        return _as_uint8(encoded)
+
+    def run_batch(self, encoded: Sequence[bytes | bytearray | memoryview | np.ndarray], *,
+                  names: Sequence[str] | None = None, skip_bad: bool = False) -> HostBatch:
+        """Preprocess one batch (at most ``batch_size`` images) on the CPU and return DALI's own
+        output buffer as a NumPy array, without copying it (:class:`HostBatch`).
+
+        Bad images as in :meth:`preprocess_into` (a :class:`DataError` naming the file, or with
+        ``skip_bad`` zero rows listed in ``HostBatch.bad``); a batch with a bad image is
+        assembled in a new array instead, which costs one copy on that rare path only.
+        May block for the duration of the batch; thread-safe (serialised).
+        """
+        arrays = self._check_batch(encoded, "cpu")
+        if all(a.size for a in arrays):
+            with self._lock:
+                try:
+                    batch = self._run_raw(arrays)
+                except RuntimeError:
+                    batch = None
+            if batch is not None:
+                tensor = batch.as_tensor()  # a view of the TensorList: dense, uniform shapes
+                view = np.asarray(tensor)  # through __array_interface__: no copy
+                view.flags.writeable = False
+                return HostBatch(view, [], (batch, tensor))
+        out = np.empty((len(arrays), *self.sample_shape), dtype=self.dtype)
+        bad = self.preprocess_into(arrays, out, names=names, skip_bad=skip_bad)
+        return HostBatch(out, bad, None)
+
+    def run_batch_on_stream(self, encoded: Sequence[bytes | bytearray | memoryview | np.ndarray],
+                            cuda_stream: int, *, names: Sequence[str] | None = None,
+                            skip_bad: bool = False) -> DeviceBatch:
+        """GPU hand-off: preprocess one batch with the ``device="gpu"`` pipeline (mixed nvJPEG
+        decoding, GPU resize and normalisation) and return DALI's device output bound to
+        ``cuda_stream`` (a ``cudaStream_t`` as an int, e.g. the executor slot's): a
+        :class:`DeviceBatch` exposing ``__cuda_array_interface__`` (v3, with that stream) and
+        DLPack. No host round trip and no copy: work that the caller enqueues on
+        ``cuda_stream`` after this call sees the finished tensors.
+
+        A bad image: :class:`DataError` naming it, or with ``skip_bad`` its row holds a
+        placeholder image and it is listed in ``DeviceBatch.bad`` (the caller answers it as
+        skipped). Finding which image is bad runs the batch's images one by one, host
+        synchronously; that happens only on a batch that failed.
+
+        WRITTEN, NOT RUN: no machine this was developed on had both a GPU and DALI; the CPU
+        twin (:meth:`run_batch`) and the GPU graph's definition are tested.
+        """
+        arrays = self._check_batch(encoded, "gpu")
+        label = _labeller(names)
+        bad = [BadImage(j, label(j), "image file is empty (0 bytes)")
+               for j, a in enumerate(arrays) if a.size == 0]
+        batch = None
+        with self._lock:
+            if not bad:
+                try:
+                    batch = self._run_raw(arrays, cuda_stream)
+                except RuntimeError:
+                    pass
+            if batch is None:
+                bad += self._one_by_one(arrays, [j for j, a in enumerate(arrays) if a.size],
+                                        label)
+                bad.sort(key=lambda b: b.index)
+                if bad and not skip_bad:
+                    raise DataError(bad[0].message())
+                stand_in = _placeholder_jpeg()
+                for b in bad:
+                    arrays[b.index] = stand_in
+                batch = self._run_raw(arrays, cuda_stream)
+        return DeviceBatch(batch, cuda_stream, bad)
+
 
     def preprocess(self, encoded: Sequence[bytes | bytearray | memoryview | np.ndarray], *,
                    names: Sequence[str] | None = None) -> np.ndarray:
@@ -448,16 +668,20 @@ def preprocess_batch(encoded: Sequence[bytes | bytearray | memoryview | np.ndarr
     use; see :meth:`DaliPreprocessor.preprocess_into` for errors and ``skip_bad``.
     """
     _dali()  # Unavailable without DALI, even where a pipeline was cached before
-    cache = _local.__dict__.setdefault("pipelines", {})
-    key = (fmt, device, batch_size)
-    pre = cache.get(key)
-    if pre is None:
-        pre = cache[key] = DaliPreprocessor(fmt, device=device, batch_size=batch_size)
-        _cached_preprocessors.add(pre)
+    # Keyed by the OS thread id, not threading.local: the executor's slot threads are C++
+    # threads that hold a Python thread state only during each call, so thread-local data
+    # would vanish after every batch and a pipeline would be built per batch.
+    key = (threading.get_ident(), fmt, device, batch_size)
+    with _cache_lock:
+        pre = _by_thread.get(key)
+        if pre is None:
+            pre = _by_thread[key] = DaliPreprocessor(fmt, device=device, batch_size=batch_size)
+            _cached_preprocessors.add(pre)
     return pre.preprocess_into(encoded, out, names=names, skip_bad=skip_bad)
 
 
-_local = threading.local()
+_cache_lock = threading.Lock()
+_by_thread: dict[tuple[int, str, str, int], DaliPreprocessor] = {}
 #: Every thread's cached preprocessors, weakly: closed at exit if still alive.
 _cached_preprocessors: weakref.WeakSet[DaliPreprocessor] = weakref.WeakSet()
 
@@ -515,6 +739,9 @@ __all__ = [
     "MAG_FILTER",
     "BadImage",
     "DaliPreprocessor",
+    "DeviceBatch",
+    "HostBatch",
+    "cuda_device_count",
     "build_dali_store",
     "dali_available",
     "dali_version",

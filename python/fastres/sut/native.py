@@ -216,7 +216,34 @@ def make_engine(name: str, store: Any, config: Any, *, model: str | os.PathLike[
                 input_name: str = "input_tensor:0", output_name: str = "ArgMax:0",
                 cache_dir: str | os.PathLike[str] | None = None, calibration: Any = None,
                 calibration_method: str = "minmax", quiet: bool = False) -> Any:
-    """A C++ engine for the native executor, sized for ``store``'s samples and ``config``.
+    """A C++ engine for the native executor, sized for ``store``'s samples and ``config``: the
+    callable of :func:`engine_fn` in a ``PythonEngine``, or the C++ ``NullEngine``."""
+    dtype = str(np.dtype(store.data.dtype))
+    shape = tuple(int(d) for d in store.data.shape[1:])
+    if name == "null":
+        return _core.NullEngine(input_dtype=dtype, input_shape=shape, max_batch=config.batch_size,
+                                answer="constant", constant=0)
+    if name == "tensorrt":  # a C++ engine of its own, on CUDA
+        if model is None:
+            raise InvalidArgument("the tensorrt engine needs a model: pass model=...")
+        return _tensorrt_engine(store, config, model, dtype=dtype, shape=shape, cache_dir=cache_dir,
+                                calibration=calibration, calibration_method=calibration_method,
+                                input_name=input_name, output_name=output_name, quiet=quiet)
+    fn = engine_fn(name, store, config, model=model, input_name=input_name,
+                   output_name=output_name, cache_dir=cache_dir, calibration=calibration,
+                   calibration_method=calibration_method, quiet=quiet)
+    # The torch engine on a GPU takes the executor's device buffers and the slot's stream.
+    return _core.PythonEngine(fn, dtype, shape, int(config.batch_size),
+                              device=getattr(fn, "device_kind", "cpu"))
+
+
+def engine_fn(name: str, store: Any, config: Any, *, model: str | os.PathLike[str] | None = None,
+              input_name: str = "input_tensor:0", output_name: str = "ArgMax:0",
+              cache_dir: str | os.PathLike[str] | None = None, calibration: Any = None,
+              calibration_method: str = "minmax", quiet: bool = False) -> Any:
+    """The engine callable ``fn(inputs, labels, indices)`` (warmed up) that :func:`make_engine`
+    wraps, for fp32 samples like ``store``'s; also the inner engine of the online mode
+    (:mod:`fastres.sut.online`). ``null`` gives a callable that answers 0.
 
     - ``onnxruntime``: ``model`` as given (fp32, MLPerf interface, answers ArgMax − 1), one
       ONNX Runtime session per stream slot (``config.copy_streams``), the cores split among them.
@@ -252,18 +279,15 @@ def make_engine(name: str, store: Any, config: Any, *, model: str | os.PathLike[
     - ``quiet``: no progress display while building.
     """
     dtype = str(np.dtype(store.data.dtype))
-    shape = tuple(int(d) for d in store.data.shape[1:])
     if name == "null":
-        return _core.NullEngine(input_dtype=dtype, input_shape=shape, max_batch=config.batch_size,
-                                answer="constant", constant=0)
+        return _answer_zero
     if name not in ENGINES:
         raise InvalidArgument(f"unknown engine {name!r}; choose one of {', '.join(ENGINES)}")
     if model is None:
         raise InvalidArgument(f"the {name} engine needs a model: pass model=...")
     if name == "tensorrt":
-        return _tensorrt_engine(store, config, model, dtype=dtype, shape=shape, cache_dir=cache_dir,
-                                calibration=calibration, calibration_method=calibration_method,
-                                input_name=input_name, output_name=output_name, quiet=quiet)
+        raise InvalidArgument("the tensorrt engine is a C++ engine, not a Python callable: use "
+                              "make_engine('tensorrt', ...)")
     if dtype != "float32":
         raise InvalidArgument(f"the {name} engine takes fp32 samples; the store holds "
                               f"{getattr(store, 'format', dtype)}")
@@ -271,17 +295,14 @@ def make_engine(name: str, store: Any, config: Any, *, model: str | os.PathLike[
     if name == "torch":
         from ..engines.torch import TorchEngine, from_onnx
 
-        torch_fn = TorchEngine(from_onnx(model, input_name=input_name, output_name=output_name),
-                               device=engine_device(name), max_batch=int(config.batch_size),
-                               input_shape=shape)
-        torch_fn.warm_up()
-        return _core.PythonEngine(torch_fn, dtype, shape, int(config.batch_size),
-                                  device=torch_fn.device_kind)
-    if name == "onnxruntime":
+        fn: Any = TorchEngine(from_onnx(model, input_name=input_name, output_name=output_name),
+                              device=engine_device(name), max_batch=int(config.batch_size),
+                              input_shape=tuple(int(d) for d in store.data.shape[1:]))
+    elif name == "onnxruntime":
         from ..engines.onnxruntime import OnnxRuntimeEngine
 
-        fn: Any = OnnxRuntimeEngine(model, slots=slots, input_name=input_name,
-                                    output_name=output_name, max_batch=int(config.batch_size))
+        fn = OnnxRuntimeEngine(model, slots=slots, input_name=input_name,
+                               output_name=output_name, max_batch=int(config.batch_size))
     else:
         from ..engines.quantize import TOP1_OUTPUT
 
@@ -307,7 +328,12 @@ def make_engine(name: str, store: Any, config: Any, *, model: str | os.PathLike[
                                 max_batch=int(config.batch_size),
                                 hint="LATENCY" if slots == 1 else "THROUGHPUT")
     fn.warm_up()
-    return _core.PythonEngine(fn, dtype, shape, int(config.batch_size))
+    return fn
+
+
+def _answer_zero(inputs: Any, labels: np.ndarray, indices: Any) -> None:
+    """The null engine as a Python callable: no model, every answer 0."""
+    labels[:] = 0
 
 
 def _tensorrt_engine(store: Any, config: Any, model: Any, *, dtype: str, shape: tuple[int, ...],
