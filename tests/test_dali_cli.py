@@ -147,7 +147,7 @@ def test_bad_jpeg_is_named_or_skipped_and_counted(tiny, damaged, tmp_path, capsy
     assert [Path(f).name for f in info["skipped_bad_files"]] == [bad[0].name, bad[1].name]
     assert "2 bad image(s) skipped (--skip-bad)" in captured.out
     assert "2 bad image(s) skipped (--skip-bad)" in (tmp_path / "out" / "report.md").read_text()
-    assert res["settings"]["images"] == 16
+    assert res["settings"]["images_listed"] == 16 and res["settings"]["images"] == 14
     assert {r["accuracy_total"] for r in res["runs"]} == {14}
 
 

@@ -639,8 +639,8 @@ def _run_one(sut_name: str, args: argparse.Namespace, model: Path, store: Any, s
         online.reset_stats()
         with OnlineSUT(engine, online.samples, scenario=scenario, config=config,
                        issue=args.issue) as sut:
-            result = flg.run_test(sut.sut, sut.qsl, settings, out_dir, enable_trace=enable_trace)
-            sut_errors, last_error = sut.errors, sut.last_error
+            result = _run_test(sut, settings, out_dir, enable_trace, audit)
+            sut_errors, sut_failure, last_error = sut.errors, sut.failure, sut.last_error
         online = online.stats()
     elif sut_name == "native":
         from ..sut.native import NativeSUT
