@@ -516,11 +516,13 @@ class NativeSUT:
 
 
 def run_native(engine: Any, store: Any, scenario: str, mode: str, output_dir: str | os.PathLike[str],
-               *, config: Any = None, issue: str = "fast", **settings_kwargs: Any) -> flg.RunResult:
-    """One LoadGen test of the native SUT; in accuracy mode the result carries top-1 read from
-    LoadGen's accuracy log (int32 responses)."""
+               *, config: Any = None, issue: str = "fast", sut_class: type | None = None,
+               **settings_kwargs: Any) -> flg.RunResult:
+    """One LoadGen test of the native SUT (or of ``sut_class``, a subclass taking the same
+    arguments, such as the online SUT); in accuracy mode the result carries top-1 read from
+    LoadGen's accuracy log (int32 responses) against ``store.labels``."""
     settings = flg.make_settings(scenario, mode, **settings_kwargs)
-    with NativeSUT(engine, store, scenario=scenario, config=config, issue=issue) as sut:
+    with (sut_class or NativeSUT)(engine, store, scenario=scenario, config=config, issue=issue) as sut:
         result = flg.run_test(sut.sut, sut.qsl, settings, output_dir)
         result.sut_errors = sut.errors
     if result.mode == "accuracy":

@@ -49,7 +49,7 @@ import numpy as np
 from .. import _core
 from .. import loadgen as flg
 from ..errors import DataError, EngineError, InvalidArgument, Unavailable
-from .native import NativeSUT
+from .native import NativeSUT, run_native
 
 ONLINE_LABEL = "online preprocessing — beyond MLPerf, not comparable with MLPerf results"
 #: What an online run answers for a bad JPEG skipped with ``skip_bad``: no class has it, and it
@@ -473,14 +473,8 @@ def run_online(engine: Any, samples: EncodedSamples, scenario: str, mode: str,
                **settings_kwargs: Any) -> flg.RunResult:
     """One LoadGen test of the online native SUT; in accuracy mode the result carries top-1 from
     LoadGen's accuracy log (a skipped bad image counts as wrong)."""
-    settings = flg.make_settings(scenario, mode, **settings_kwargs)
-    with OnlineSUT(engine, samples, scenario=scenario, config=config, issue=issue) as sut:
-        result = flg.run_test(sut.sut, sut.qsl, settings, output_dir)
-        result.sut_errors = sut.errors
-    if result.mode == "accuracy":
-        result.accuracy = flg.accuracy_from_log(Path(output_dir) / "mlperf_log_accuracy.json",
-                                                samples.labels, dtype="int32")
-    return result
+    return run_native(engine, samples, scenario, mode, output_dir, config=config, issue=issue,
+                      sut_class=OnlineSUT, **settings_kwargs)
 
 
 __all__ = [
