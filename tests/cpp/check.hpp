@@ -80,9 +80,9 @@ inline int run(int argc, char** argv) {
   } while (0)
 
 #define CHECK_EQ(a, b)                                                                     \
-  do {                                                                                     \
-    const auto& check_a_ = (a);                                                            \
-    const auto& check_b_ = (b);                                                            \
+  do { /* copies: a reference into a temporary's member would dangle (f().back().x) */  \
+    const auto check_a_ = (a);                                                             \
+    const auto check_b_ = (b);                                                             \
     if (!(check_a_ == check_b_)) {                                                         \
       std::ostringstream check_m_;                                                         \
       check_m_ << "CHECK_EQ(" #a ", " #b "): " << check_a_ << " != " << check_b_;          \
