@@ -152,10 +152,11 @@ struct Executor::Impl {
   void watchdog_loop();
 
   void dispatch(std::vector<QueuedSample>& taken, std::uint64_t first_seq);
-  std::optional<std::size_t> acquire_free_slot(std::size_t device);
-  std::optional<std::size_t> next_live_device();
+  std::optional<std::size_t> acquire_free_slot();
   void run_batch(Slot& slot);
-  void complete(const CompletedBatch& batch, std::uint64_t first_seq);
+  // Hands one batch to the sink (a null error: it succeeded) and records it as done.
+  void complete(const std::uint64_t* ids, const std::uint64_t* indices, std::size_t n, const std::byte* responses,
+                const char* error, std::size_t slot, std::uint64_t first_seq);
   void fail_without_slot(const std::vector<QueuedSample>& taken, std::size_t off, std::size_t n, std::uint64_t seq);
   void release_slot(std::size_t k);
   void retire(std::size_t k, std::uint64_t word, std::int64_t now_ns);
@@ -456,20 +457,6 @@ void Executor::Impl::batcher_loop() {
   }
 }
 
-std::optional<std::size_t> Executor::Impl::next_live_device() {
-  // Round-robin over the devices that still have a slot the watchdog has not retired.
-  std::lock_guard<std::mutex> lk(free_mu);
-  const std::size_t n = live_slots.size();
-  for (std::size_t step = 0; step < n; ++step) {
-    const std::size_t d = (next_device + step) % n;
-    if (live_slots[d] > 0) {
-      next_device = (d + 1) % n;
-      return d;
-    }
-  }
-  return std::nullopt;
-}
-
 void Executor::Impl::dispatch(std::vector<QueuedSample>& taken_now, std::uint64_t first_seq) {
   // Register the batches before any can complete, so flush() never sees a gap.
   {
@@ -480,8 +467,7 @@ void Executor::Impl::dispatch(std::vector<QueuedSample>& taken_now, std::uint64_
   const auto infer_streams = static_cast<std::size_t>(config.infer_streams);
   for (std::size_t off = 0; off < taken_now.size(); off += batch_size) {
     const std::size_t n = std::min(batch_size, taken_now.size() - off);
-    std::optional<std::size_t> k;
-    if (const auto device = next_live_device()) k = acquire_free_slot(*device);  // blocks: the backpressure
+    const std::optional<std::size_t> k = acquire_free_slot();  // blocks: the backpressure
     if (!k) {
       fail_without_slot(taken_now, off, n, first_seq + off);
       continue;
@@ -499,7 +485,7 @@ void Executor::Impl::dispatch(std::vector<QueuedSample>& taken_now, std::uint64_
     slot.ctx.infer_stream = infer;
     infer = (infer + 1) % infer_streams;
     slot.give_up.store(false, std::memory_order_relaxed);
-    slot.busy_since_ns.store(now_ns(), std::memory_order_relaxed);
+    if (config.watchdog_ms > 0) slot.busy_since_ns.store(now_ns(), std::memory_order_relaxed);
     const std::uint64_t previous = slot.word.load(std::memory_order_relaxed);
     slot.word.store(with_state(previous + (kStateMask + 1), kBusy), std::memory_order_release);
     {
@@ -511,8 +497,19 @@ void Executor::Impl::dispatch(std::vector<QueuedSample>& taken_now, std::uint64_
   taken_now.clear();
 }
 
-std::optional<std::size_t> Executor::Impl::acquire_free_slot(std::size_t device) {
+std::optional<std::size_t> Executor::Impl::acquire_free_slot() {
+  // Round-robin over the devices that still have a slot the watchdog has not retired, then wait
+  // for a free slot of that device (FIFO). None: every slot is retired, or the device's last
+  // live slot was retired while waiting.
   std::unique_lock<std::mutex> lk(free_mu);
+  const std::size_t n = live_slots.size();
+  std::size_t device = n;
+  for (std::size_t step = 0; step < n && device == n; ++step) {
+    const std::size_t d = (next_device + step) % n;
+    if (live_slots[d] > 0) device = d;
+  }
+  if (device == n) return std::nullopt;
+  next_device = (device + 1) % n;
   free_cv.wait(lk, [this, device] { return !free_slots[device].empty() || live_slots[device] == 0; });
   if (free_slots[device].empty()) return std::nullopt;
   const std::size_t k = free_slots[device].front();
@@ -533,18 +530,10 @@ void Executor::Impl::fail_without_slot(const std::vector<QueuedSample>& taken_no
                             "': no stream slot left to run a batch of " + std::to_string(n) +
                             " sample(s): the watchdog retired every slot after engine calls hung for more than "
                             "watchdog_ms=" + std::to_string(config.watchdog_ms);
-  std::vector<std::byte> answers(n * output_bytes, std::byte{0xFF});
-  CompletedBatch completed;
-  completed.size = n;
-  completed.ids = ids.data();
-  completed.indices = indices.data();
-  completed.responses = answers.data();
-  completed.response_bytes = output_bytes;
-  completed.error = error.c_str();
-  completed.slot = slots.size();
+  const std::vector<std::byte> answers(n * output_bytes, std::byte{0xFF});
   n_failed.fetch_add(1, std::memory_order_relaxed);
   record_error(error, /*engine_error=*/true);
-  complete(completed, seq);
+  complete(ids.data(), indices.data(), n, answers.data(), error.c_str(), slots.size(), seq);
 }
 
 // ------------------------------------------------------------------------------- stream slot
@@ -609,7 +598,17 @@ void Executor::Impl::run_batch(Slot& slot) {
 }
 
 // -------------------------------------------------------------------------------- completion
-void Executor::Impl::complete(const CompletedBatch& completed, std::uint64_t first_seq) {
+void Executor::Impl::complete(const std::uint64_t* ids, const std::uint64_t* indices, std::size_t n,
+                              const std::byte* responses, const char* error, std::size_t slot,
+                              std::uint64_t first_seq) {
+  CompletedBatch completed;
+  completed.size = n;
+  completed.ids = ids;
+  completed.indices = indices;
+  completed.responses = responses;
+  completed.response_bytes = output_bytes;
+  completed.error = error;
+  completed.slot = slot;
   const auto t0 = Clock::now();
   try {
     sink->complete(completed);
@@ -635,9 +634,9 @@ void Executor::Impl::release_slot(std::size_t k) {
   slot.word.store(with_state(slot.word.load(std::memory_order_relaxed), kFree), std::memory_order_release);
   {
     std::lock_guard<std::mutex> lk(free_mu);
-    free_slots[slots[k]->device].push_back(k);
+    free_slots[slot.device].push_back(k);
   }
-  free_cv.notify_all();
+  free_cv.notify_one();  // only the batcher waits for a free slot
 }
 
 void Executor::Impl::completion_loop() {
@@ -700,15 +699,8 @@ void Executor::Impl::completion_loop() {
       n_failed.fetch_add(1, std::memory_order_relaxed);
       record_error(slot.error, /*engine_error=*/true);
     }
-    CompletedBatch completed;
-    completed.size = slot.ids.size();
-    completed.ids = slot.ids.data();
-    completed.indices = slot.indices.data();
-    completed.responses = responses;
-    completed.response_bytes = output_bytes;
-    completed.error = failed ? slot.error.c_str() : nullptr;
-    completed.slot = k;
-    complete(completed, slot.first_seq);
+    complete(slot.ids.data(), slot.indices.data(), slot.ids.size(), responses, failed ? slot.error.c_str() : nullptr,
+             k, slot.first_seq);
     release_slot(k);
   }
 }
@@ -754,15 +746,8 @@ void Executor::Impl::retire(std::size_t k, std::uint64_t word, std::int64_t now)
   n_retired.fetch_add(1, std::memory_order_relaxed);
   record_error(error, /*engine_error=*/true);
   // The slot's ids and indices stay untouched: nobody refills a retired slot.
-  CompletedBatch completed;
-  completed.size = slot.ids.size();
-  completed.ids = slot.ids.data();
-  completed.indices = slot.indices.data();
-  completed.responses = failed_answers.data();
-  completed.response_bytes = output_bytes;
-  completed.error = error.c_str();
-  completed.slot = k;
-  complete(completed, slot.first_seq);
+  complete(slot.ids.data(), slot.indices.data(), slot.ids.size(), failed_answers.data(), error.c_str(), k,
+           slot.first_seq);
   {
     std::lock_guard<std::mutex> lk(free_mu);
     --live_slots[slot.device];

@@ -626,6 +626,8 @@ def _run_one(sut_name: str, args: argparse.Namespace, model: Path, store: Any, s
     """One LoadGen test of one SUT; ``knobs`` override the native SUT's executor knobs,
     ``overrides`` the LoadGen settings (``make_settings`` keywords), ``audit`` makes it that
     compliance audit's run (:mod:`fastres.bench.audit`)."""
+    from ..sut.native import config_dict
+
     began = time.monotonic()
     kw = _settings_kwargs(args)
     kw.update(overrides)
@@ -700,7 +702,7 @@ def _run_one(sut_name: str, args: argparse.Namespace, model: Path, store: Any, s
         "audit": audit,
         "label": result.label, "quick": result.quick,
         "settings": {k: v for k, v in overrides.items()},
-        "native_config": _config_dict(config) if config is not None else None,
+        "native_config": config_dict(config) if config is not None else None,
         "test_parameters": result.summary.test_parameters,
         "wall_s": round(result.wall_s, 3), "took_s": round(time.monotonic() - began, 3),
         "log_dir": str(out_dir),
@@ -718,12 +720,6 @@ def _native_knobs(args: argparse.Namespace) -> dict[str, Any]:
              "batch_timeout_us": args.batch_timeout_us, "deque_limit": args.deque_limit}
     knobs.update({k: getattr(args, k, None) for k in CUDA_FLAGS})
     return knobs
-
-
-def _config_dict(config: Any) -> dict[str, Any]:
-    from ..sut.native import config_dict
-
-    return config_dict(config)
 
 
 def _native_config(args: argparse.Namespace, scenario: str, **knobs: Any) -> Any:
@@ -1237,6 +1233,8 @@ def _payload(args: argparse.Namespace, plan: dict[str, Any], inputs: dict[str, A
              dataset: Any, store: Any, out_root: Path, state: dict[str, Any], complete: bool,
              error: str | None) -> dict[str, Any]:
     """What results.json holds: every figure, setting and the environment."""
+    from ..sut.native import config_dict
+
     rank = {s: i for i, s in enumerate(flg.SCENARIOS)}
     runs = sorted(state["runs"], key=lambda r: (rank[r["scenario"]],
                                                 plan["suts"].index(r["sut"]),
@@ -1266,7 +1264,7 @@ def _payload(args: argparse.Namespace, plan: dict[str, Any], inputs: dict[str, A
             "time_s": args.time, "target_qps": args.target_qps,
             "native_engine": args.engine, "native_issue": args.issue,
             "native_knobs": {k: v for k, v in _native_knobs(args).items() if v is not None},
-            "native_config": {sc: _config_dict(_native_config(args, sc))
+            "native_config": {sc: config_dict(_native_config(args, sc))
                               for sc in plan["scenarios"]} if "native" in plan["suts"] else {},
             "user_conf": str(args.user_conf) if args.user_conf else None,
             "find_peak": plan["find_peak"],
