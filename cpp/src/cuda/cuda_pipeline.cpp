@@ -90,7 +90,6 @@ class CudaPipeline final : public SlotPipeline {
   std::vector<cuda::GraphExec> graphs_;  // [batch size]; empty until captured
   bool graphs_off_ = false;
   bool polls_ = false;
-  std::size_t last_size_ = 0;
 };
 
 class CudaPipelines final : public PipelineFactory {
@@ -269,7 +268,6 @@ void CudaPipeline::run_engine(Batch& batch, StreamContext& ctx, cudaStream_t str
 }
 
 void CudaPipeline::run(const SlotRequest& request, StreamContext& ctx, StageTimes& times, const char*& stage) {
-  last_size_ = request.size;
   const auto t0 = Clock::now();
   try {
     stage = "copying its inputs to the device";
